@@ -1,0 +1,35 @@
+"""Random draws that honour an optional :class:`torch.Generator` on any device."""
+
+from __future__ import annotations
+
+import torch
+
+
+def randn(
+    shape: tuple[int, ...] | torch.Size, like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Standard normal draws with the dtype and device of ``like``.
+
+    Args:
+        shape: Shape of the draw.
+        like: Tensor whose dtype and device the result takes.
+        generator: Optional generator. The draw is made on the generator's device (a CPU
+            generator with CUDA data draws on the CPU and copies), so a given generator state
+            gives the same numbers whatever device the data lives on.
+
+    Returns:
+        Tensor of standard normal draws.
+    """
+    if generator is None:
+        return torch.randn(shape, dtype=like.dtype, device=like.device)
+    z = torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device)
+    return z.to(like.device)
+
+
+def randint(
+    high: int, size: tuple[int, ...], device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Uniform integers in [0, high) on ``device``, drawn with ``generator`` if given."""
+    if generator is None:
+        return torch.randint(0, high, size, device=device)
+    return torch.randint(0, high, size, generator=generator, device=generator.device).to(device)

@@ -1,0 +1,188 @@
+"""Noise schedules and the NCSNv2 rules for choosing them.
+
+Everything here is a plain function returning a tensor or a number (the k-diffusion style).
+
+Step-size convention (used throughout ``ncsn``): the paper's Algorithm 1 writes one Langevin
+step as ``x <- x + (alpha/2) * s(x, sigma) + sqrt(alpha) * z`` with
+``alpha_i = eps * sigma_i**2 / sigma_L**2``. The official NCSN/NCSNv2 code writes the same step
+as ``x <- x + a * s + sqrt(2 a) * z`` with ``a = step_lr * sigma_i**2 / sigma_L**2``, so
+``a = alpha / 2`` and ``step_lr = eps / 2``. Functions here that derive a step size return it
+in the paper's convention (``eps``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ncsn.errors import ConfigError
+
+__all__ = [
+    "geometric_sigmas",
+    "sigma_max_from_data",
+    "gamma_for_dimension",
+    "num_levels_from_gamma",
+    "langevin_eps_for_steps",
+]
+
+
+def geometric_sigmas(
+    sigma_max: float = 1.0,
+    sigma_min: float = 0.01,
+    num_levels: int = 10,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The paper's noise levels: a geometric sequence sigma_1 > ... > sigma_L.
+
+    Args:
+        sigma_max: sigma_1, the largest noise level (the paper: 1.0).
+        sigma_min: sigma_L, the smallest noise level (the paper: 0.01).
+        num_levels: L, the number of levels (the paper: 10).
+        device: Device of the returned tensor.
+        dtype: Floating dtype of the returned tensor.
+
+    Returns:
+        Tensor of shape (L,), descending, with ``sigmas[0] == sigma_max`` and
+        ``sigmas[-1] == sigma_min``.
+
+    Raises:
+        ConfigError: If ``sigma_max <= sigma_min``, either is not positive, or ``num_levels < 1``.
+    """
+    if not (sigma_min > 0 and sigma_max > 0):
+        raise ConfigError(
+            f"noise levels must be positive, got sigma_max={sigma_max}, sigma_min={sigma_min}"
+        )
+    if num_levels < 1:
+        raise ConfigError(f"num_levels must be >= 1, got {num_levels}")
+    if num_levels == 1:
+        return torch.tensor([sigma_max], device=device, dtype=dtype)
+    if sigma_max <= sigma_min:
+        raise ConfigError(f"sigma_max ({sigma_max}) must be larger than sigma_min ({sigma_min})")
+    logs = torch.linspace(math.log(sigma_max), math.log(sigma_min), num_levels, dtype=torch.float64)
+    return logs.exp().to(device=device, dtype=dtype)
+
+
+def sigma_max_from_data(x: torch.Tensor, *, max_points: int = 10_000) -> float:
+    """NCSNv2 technique 1: sigma_1 as large as the maximum pairwise distance of the data.
+
+    Args:
+        x: Training data, shape (N, ...). At most ``max_points`` rows are used.
+        max_points: Cap on the number of points (the distance matrix is O(N^2)).
+
+    Returns:
+        The largest Euclidean distance between two rows of ``x``.
+    """
+    flat = x.reshape(x.shape[0], -1)[:max_points].double()
+    best = 0.0
+    for start in range(0, flat.shape[0], 1024):
+        d = torch.cdist(flat[start : start + 1024], flat)
+        best = max(best, float(d.max()))
+    return best
+
+
+def _gaussian_cdf(t: float) -> float:
+    return 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))
+
+
+def gamma_for_dimension(dim: int, *, target: float = 0.5) -> float:
+    """NCSNv2 technique 2: the ratio gamma = sigma_{i-1}/sigma_i for data of dimension ``dim``.
+
+    Solves ``Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma) = target``
+    for gamma > 1 by bisection (the left side decreases in gamma).
+
+    Args:
+        dim: D, the data dimension (e.g. 3*32*32).
+        target: The overlap probability to reach (the paper: about 0.5).
+
+    Returns:
+        gamma > 1.
+    """
+    if dim < 1:
+        raise ConfigError(f"dim must be >= 1, got {dim}")
+    if not 0 < target < 1:
+        raise ConfigError(f"target must be in (0, 1), got {target}")
+    root = math.sqrt(2.0 * dim)
+
+    def overlap(g: float) -> float:
+        return _gaussian_cdf(root * (g - 1) + 3 * g) - _gaussian_cdf(root * (g - 1) - 3 * g)
+
+    lo, hi = 1.0, 2.0
+    while overlap(hi) > target:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if overlap(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def num_levels_from_gamma(
+    sigma_max: float, sigma_min: float, dim: int, *, target: float = 0.5
+) -> int:
+    """NCSNv2 technique 2: the number of geometric levels L for ratio ``gamma_for_dimension``.
+
+    Args:
+        sigma_max: sigma_1.
+        sigma_min: sigma_L.
+        dim: Data dimension D.
+        target: Overlap probability passed to :func:`gamma_for_dimension`.
+
+    Returns:
+        L such that the geometric sequence from sigma_max to sigma_min has ratio <= gamma.
+    """
+    if sigma_max <= sigma_min:
+        raise ConfigError(f"sigma_max ({sigma_max}) must be larger than sigma_min ({sigma_min})")
+    gamma = gamma_for_dimension(dim, target=target)
+    return int(math.ceil(math.log(sigma_max / sigma_min) / math.log(gamma))) + 1
+
+
+def langevin_eps_for_steps(sigmas: torch.Tensor, n_steps_each: int) -> float:
+    """NCSNv2 technique 4: the Langevin step eps for T steps per level, in the paper's convention.
+
+    NCSNv2 picks its step ``e`` (official convention ``x + a s + sqrt(2a) z``,
+    ``a = e sigma_i^2/sigma_L^2``) so that, for Gaussian data, the variance after T steps
+    at one level matches the next level's noise:
+    ``f(e) = (1 - e/sigma_L^2)^(2T) (gamma^2 - 2e/(sigma_L^2 - sigma_L^2 (1 - e/sigma_L^2)^2))
+    + 2e/(sigma_L^2 - sigma_L^2 (1 - e/sigma_L^2)^2)`` is as close to 1 as it gets (f > 1 for
+    every e > 0, so this is the minimiser of f). The result is converted to the paper's
+    convention (``eps = 2 e``).
+
+    Args:
+        sigmas: The noise levels, descending, shape (L,).
+        n_steps_each: T, Langevin steps per level.
+
+    Returns:
+        eps (paper convention, for :func:`ncsn.sampling.annealed_langevin_dynamics`).
+    """
+    s = [float(v) for v in sigmas]
+    if len(s) < 2:
+        raise ConfigError("need at least two noise levels to derive a Langevin step")
+    gamma = s[0] / s[1]
+    sl2 = s[-1] ** 2
+    t = int(n_steps_each)
+    if t < 1:
+        raise ConfigError(f"n_steps_each must be >= 1, got {n_steps_each}")
+
+    def f(e: float) -> float:
+        r = 1.0 - e / sl2
+        tail = 2.0 * e / (sl2 - sl2 * r * r)
+        return r ** (2 * t) * (gamma**2 - tail) + tail
+
+    # f(0+) = gamma^2 and f > 1 for every e in (0, sigma_L^2): NCSNv2 takes the e that brings f
+    # closest to 1, i.e. the minimiser of f. Grid search in log space, then golden-section refine.
+    grid = [sl2 * 10 ** (-12 + 12 * k / 2000) for k in range(2000)]
+    k = min(range(len(grid)), key=lambda j: f(grid[j]))
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    phi = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(100):
+        a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
+        if f(a) < f(b):
+            hi = b
+        else:
+            lo = a
+    return 2.0 * 0.5 * (lo + hi)

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import gaussian_score
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +13,8 @@ from ncsn.losses import (
     sliced_score_matching_loss,
 )
 from ncsn.schedules import geometric_sigmas
+
+from conftest import gaussian_score
 
 D, STD, MEAN = 3, 0.7, 0.5
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import gaussian_score, mixture_score
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +15,8 @@ from ncsn.sampling import (
     langevin_dynamics,
 )
 from ncsn.schedules import geometric_sigmas
+
+from conftest import gaussian_score, mixture_score
 
 
 def _gen(seed):
@@ -196,8 +197,14 @@ SAMPLER_CALLS = {
         f, x, geometric_sigmas(1.0, 0.1, 3), 3, 1e-3, generator=g
     ),
     "inpaint": lambda f, x, g: annealed_langevin_inpainting(
-        f, x, x, (torch.arange(x[0].numel()).reshape(x.shape[1:]) % 2).float(),
-        geometric_sigmas(1.0, 0.1, 3), 3, 1e-3, generator=g,
+        f,
+        x,
+        x,
+        (torch.arange(x[0].numel()).reshape(x.shape[1:]) % 2).float(),
+        geometric_sigmas(1.0, 0.1, 3),
+        3,
+        1e-3,
+        generator=g,
     ),
     "cas": lambda f, x, g: consistent_annealed_sampling(
         f, x, geometric_sigmas(1.0, 0.1, 3), generator=g
@@ -235,8 +242,15 @@ def test_trajectory_and_callback():
     seen = []
     x = torch.zeros(3, 2)
     out, traj = annealed_langevin_dynamics(
-        gaussian_score(0.0, 1.0), x, geometric_sigmas(1.0, 0.1, 2), 4, 0.01,
-        callback=seen.append, return_trajectory=True, trajectory_every=2, generator=_gen(0),
+        gaussian_score(0.0, 1.0),
+        x,
+        geometric_sigmas(1.0, 0.1, 2),
+        4,
+        0.01,
+        callback=seen.append,
+        return_trajectory=True,
+        trajectory_every=2,
+        generator=_gen(0),
     )
     assert [d["level"] for d in seen] == [0] * 4 + [1] * 4
     assert len(traj) == 4 + 1 and torch.equal(traj[-1], out)

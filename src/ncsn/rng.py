@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def randn(
-    shape: tuple[int, ...] | torch.Size, like: torch.Tensor, generator: torch.Generator | None
+    shape: tuple[int, ...] | torch.Size, like: torch.Tensor, generator: Generators
 ) -> torch.Tensor:
     """Standard normal draws with the dtype and device of ``like``.
 
     Args:
         shape: Shape of the draw.
         like: Tensor whose dtype and device the result takes.
-        generator: Optional generator. The draw is made on the generator's device (a CPU
-            generator with CUDA data draws on the CPU and copies), so a given generator state
-            gives the same numbers whatever device the data lives on.
+        generator: Optional generator, or a sequence of generators, one per row (first
+            dimension) of the draw, so that row k depends only on generator k (per-image
+            reproducibility whatever the batch size). The draw is made on the generator's
+            device (a CPU generator with CUDA data draws on the CPU and copies), so a given
+            generator state gives the same numbers whatever device the data lives on.
 
     Returns:
         Tensor of standard normal draws.
     """
     if generator is None:
         return torch.randn(shape, dtype=like.dtype, device=like.device)
+    if not isinstance(generator, torch.Generator):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a draw of {shape[0]} rows")
+        rows = [torch.randn(tuple(shape[1:]), generator=g, dtype=like.dtype) for g in generator]
+        return torch.stack(rows).to(like.device)
     z = torch.randn(shape, generator=generator, dtype=like.dtype, device=generator.device)
     return z.to(like.device)
 

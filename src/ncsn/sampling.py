@@ -4,7 +4,8 @@
 All samplers are pure functions with one signature shape:
 ``sampler(score_fn, x, sigmas, ..., *, generator=None, callback=None, return_trajectory=False)``
 where ``score_fn(x, sigma) -> Tensor`` takes ``sigma`` of shape (batch,). Every random draw
-uses ``generator`` when given, so the same generator state and inputs give the same output.
+uses ``generator`` when given, so the same generator state and inputs give the same output;
+``generator`` may also be a list with one generator per batch row (per-image reproducibility).
 
 Step-size convention: the paper's. One Langevin step at level i is
 ``x <- x + (alpha_i/2) s(x, sigma_i) + sqrt(alpha_i) z`` with ``alpha_i = eps sigma_i^2/sigma_L^2``.
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 
 from ncsn.errors import ShapeError
-from ncsn.rng import randn
+from ncsn.rng import Generators, randn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict[str, Any]], None]
@@ -78,7 +79,7 @@ def langevin_dynamics(
     n_steps: int,
     *,
     sigma: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     return_trajectory: bool = False,
     trajectory_every: int = 1,
@@ -120,7 +121,7 @@ def annealed_langevin_dynamics(
     eps: float = 4e-5,
     *,
     denoise: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     return_trajectory: bool = False,
     trajectory_every: int = 1,
@@ -189,7 +190,7 @@ def annealed_langevin_inpainting(
     n_steps_each: int = 100,
     eps: float = 4e-5,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     return_trajectory: bool = False,
     trajectory_every: int = 1,
@@ -244,7 +245,7 @@ def consistent_annealed_sampling(
     eta: float = 1.0,
     *,
     denoise: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     return_trajectory: bool = False,
     trajectory_every: int = 1,
@@ -300,7 +301,7 @@ def ancestral_sampling(
     sigmas: torch.Tensor,
     *,
     denoise: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     return_trajectory: bool = False,
     trajectory_every: int = 1,

@@ -1,0 +1,49 @@
+# Quick start:  make demo   (train the digits default, sample, inpaint)
+#               make test   (lint + the whole test suite)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN ?= runs/digits
+
+.PHONY: setup demo test test-fast lint format bench toy clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	$(BIN)/ncsn train --config digits --workdir $(RUN)
+	$(BIN)/ncsn sample --checkpoint $(RUN) --n 100 --nrow 10 --out $(RUN)/samples.png \
+		--gif $(RUN)/chain.gif --save-npz $(RUN)/samples.npz
+	$(BIN)/ncsn inpaint --checkpoint $(RUN) --mask left-half --n-images 8 --completions 4 \
+		--out $(RUN)/inpainting.png
+	$(BIN)/python benchmarks/check_digits.py --samples $(RUN)/samples.npz
+	@echo "demo done: $(RUN)/samples.png, $(RUN)/chain.gif, $(RUN)/inpainting.png"
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+toy: setup
+	$(BIN)/ncsn toy all --out runs/toy
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py --out benchmarks/results.json
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

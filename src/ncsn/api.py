@@ -1,0 +1,244 @@
+"""The high-level Python API that the command line is a thin layer over.
+
+>>> import ncsn
+>>> cfg = ncsn.load_config("digits")
+>>> model = ncsn.build_model(cfg)            # an nn.Module: model(x, sigma)
+>>> model, cfg = ncsn.load_checkpoint("runs/digits")   # EMA weights
+>>> x = ncsn.sample(model, cfg, n=16, seed=0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ncsn.checkpoint import find_checkpoint, read_checkpoint
+from ncsn.config import Config, config_from_dict
+from ncsn.data import postprocess
+from ncsn.errors import CheckpointError, ConfigError
+from ncsn.models import create_model
+from ncsn.sampling import annealed_langevin_inpainting, get_sampler
+from ncsn.schedules import geometric_sigmas
+
+__all__ = ["build_model", "load_checkpoint", "sample", "inpaint", "model_sigmas", "init_noise"]
+
+
+def model_sigmas(cfg: Config) -> torch.Tensor:
+    """The config's noise levels sigma_1 > ... > sigma_L."""
+    m = cfg.model
+    return geometric_sigmas(m.sigma_max, m.sigma_min, m.num_levels)
+
+
+def build_model(
+    cfg: Config, *, channels: int | None = None, image_size: int | None = None
+) -> nn.Module:
+    """Build the score network a config describes (random initialisation).
+
+    Args:
+        cfg: The config; ``data.channels`` and ``data.image_size`` give the shape unless
+            passed here.
+        channels: Image channels (overrides the config).
+        image_size: Image side (overrides the config).
+
+    Returns:
+        An ``nn.Module`` with the ``model(x, sigma)`` score contract.
+    """
+    channels = channels or cfg.data.channels
+    image_size = image_size or cfg.data.image_size
+    if channels is None or image_size is None:
+        raise ConfigError(
+            "the model's input shape is unknown: set data.channels and data.image_size "
+            "(train resolves them from the data set)"
+        )
+    return create_model(
+        cfg.model.name,
+        channels=channels,
+        image_size=image_size,
+        sigmas=model_sigmas(cfg),
+        **cfg.model.options,
+    )
+
+
+def load_checkpoint(
+    path_or_workdir: str | Path, *, device: str | torch.device = "cpu", ema: bool = True
+) -> tuple[nn.Module, Config]:
+    """Load a trained score network without executing any code from the file.
+
+    Args:
+        path_or_workdir: A checkpoint file or a run folder (its latest checkpoint).
+        device: Where to put the model.
+        ema: Use the EMA weights when the checkpoint has them.
+
+    Returns:
+        ``(model, config)``, the model in eval mode.
+
+    Raises:
+        CheckpointError: Missing, corrupt or mismatched checkpoint.
+    """
+    path = find_checkpoint(path_or_workdir)
+    state = read_checkpoint(path)
+    try:
+        cfg = config_from_dict(state["config"], f"config stored in {path}")
+        model = build_model(cfg)
+        weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
+    except KeyError as e:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {e}; it was not written by ncsn train"
+        ) from None
+    check_state_dict(model, weights, path)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg
+
+
+def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: Any) -> None:
+    """Refuse weights that do not fit ``model``, naming the first mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    if missing or extra:
+        raise CheckpointError(
+            f"checkpoint {where} does not fit this model: "
+            + (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
+            + f" ({len(missing)} missing, {len(extra)} unexpected); it was written for a "
+            "different model kind or config"
+        )
+    for k, v in own.items():
+        if tuple(weights[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"checkpoint {where} does not fit this model: {k} has shape "
+                f"{tuple(weights[k].shape)} in the file but {tuple(v.shape)} in the model "
+                "(different width, channels or number of noise levels)"
+            )
+
+
+def init_noise(
+    cfg: Config, n: int, shape: tuple[int, ...], generator: torch.Generator, device
+) -> torch.Tensor:
+    """The sampler's starting point: U[0,1] (the paper) or 0.5 + sigma_1 N(0, I)."""
+    if cfg.sampling.init == "uniform" and cfg.sampling.sampler == "ald":
+        x = torch.rand((n, *shape), generator=generator)
+    else:
+        x = 0.5 + cfg.model.sigma_max * torch.randn((n, *shape), generator=generator)
+    if cfg.data.logit_transform:
+        x = torch.logit(x.clamp(1e-3, 1 - 1e-3)) if cfg.sampling.init == "uniform" else x - 0.5
+    return x.to(device)
+
+
+def _per_image_generator(seed: int, index: int) -> torch.Generator:
+    # image k of seed S is the same whatever n and batch size: one generator per image
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
+def _run_sampler(model, cfg, x, generator, callback, record_every):
+    sampler = get_sampler(cfg.sampling.sampler)
+    sigmas = model_sigmas(cfg).to(x.device)
+    s = cfg.sampling
+    kw: dict[str, Any] = dict(generator=generator, callback=callback)
+    if record_every:
+        kw.update(return_trajectory=True, trajectory_every=record_every)
+    if s.sampler == "ald":
+        return sampler(model, x, sigmas, s.n_steps_each, s.eps, denoise=s.denoise, **kw)
+    if s.sampler == "cas":
+        return sampler(model, x, sigmas, s.eta, denoise=s.denoise, **kw)
+    return sampler(model, x, sigmas, denoise=s.denoise, **kw)
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    cfg: Config,
+    n: int,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    record_every: int = 0,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Draw ``n`` samples with the config's sampler, in the data range [0, 1].
+
+    Image k of seed S does not depend on ``n`` or ``batch_size``: each image has its own
+    generator (its start and its noise are drawn from it).
+
+    Args:
+        model: Score network.
+        cfg: Config (sampling section and noise levels).
+        n: Number of samples.
+        seed: Seed S.
+        batch_size: Images per network batch (default: ``cfg.sampling.batch_size``).
+        device: Device (default: the model's).
+        progress: Show a progress bar.
+        record_every: If > 0 also return the chain every this many steps (for animations).
+
+    Returns:
+        Samples (n, C, H, W) clamped to [0, 1], or ``(samples, trajectory)``.
+    """
+    if n < 1:
+        raise ConfigError(f"number of samples must be >= 1, got {n}")
+    device = torch.device(device) if device else next(model.parameters()).device
+    shape = (model.channels, model.image_size, model.image_size)
+    bs = batch_size or cfg.sampling.batch_size
+    outs, trajs = [], []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress)
+    for start in range(0, n, bs):
+        idx = range(start, min(start + bs, n))
+        gens = [_per_image_generator(seed, k) for k in idx]
+        x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
+        res = _run_sampler(model, cfg, x, gens, None, record_every)
+        if record_every:
+            res, traj = res
+            trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in traj])
+        outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
+        bar.update(len(idx))
+    bar.close()
+    samples = torch.cat(outs)
+    if record_every:
+        return samples, [torch.cat(frames) for frames in zip(*trajs, strict=True)]
+    return samples
+
+
+@torch.no_grad()
+def inpaint(
+    model: nn.Module,
+    cfg: Config,
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    n_completions: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Complete the occluded part of ``images`` (Algorithm 2) with the config's T and eps.
+
+    Args:
+        model: Score network.
+        cfg: Config.
+        images: Observed images (N, C, H, W) in [0, 1].
+        mask: 1 where observed, 0 where to fill; broadcastable to the images.
+        n_completions: Completions per image.
+        seed: Seed of the starting noise and the Langevin noise.
+        device: Device (default: the model's).
+
+    Returns:
+        Completions (N, n_completions, C, H, W) in [0, 1].
+    """
+    device = torch.device(device) if device else next(model.parameters()).device
+    n = images.shape[0]
+    y = images.repeat_interleave(n_completions, dim=0).to(device)
+    m = mask.to(device)
+    if cfg.data.logit_transform:
+        from ncsn.data import preprocess
+
+        y = preprocess(y, dequantize=False, logit=True)
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(y.shape, generator=g).to(device)
+    sigmas = model_sigmas(cfg).to(device)
+    s = cfg.sampling
+    out = annealed_langevin_inpainting(model, x0, y, m, sigmas, s.n_steps_each, s.eps, generator=g)
+    out = postprocess(out, logit=cfg.data.logit_transform).cpu()
+    return out.reshape(n, n_completions, *images.shape[1:])

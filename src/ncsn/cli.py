@@ -1,0 +1,423 @@
+"""The ``ncsn`` command: a thin, typed layer over the Python API.
+
+Every user error ends with one line on stderr (``ncsn: error: ...``) and a non-zero exit;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _ranged(kind, lo=None, hi=None, name="value"):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = " and ".join(
+                s
+                for s in (
+                    f">= {lo}" if lo is not None else "",
+                    f"<= {hi}" if hi is not None else "",
+                )
+                if s
+            )
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text}")
+        return v
+
+    parse.__name__ = name
+    return parse
+
+
+POS_INT = _ranged(int, 1, name="positive integer")
+NONNEG_INT = _ranged(int, 0, name="non-negative integer")
+POS_FLOAT = _ranged(float, 1e-300, name="positive number")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from ncsn.errors import NCSNError
+
+        raise NCSNError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return name
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=["ald", "cas", "ancestral"], help="default: the config's")
+    p.add_argument("--steps", type=POS_INT, help="Langevin steps per noise level (T)")
+    p.add_argument("--eps", type=POS_FLOAT, help="step at the smallest level (paper convention)")
+    p.add_argument(
+        "--denoise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="final Tweedie denoising step",
+    )
+    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ncsn``."""
+    parser = _Parser(
+        prog="ncsn", description="Noise-conditional score networks (Song & Ermon 2019)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a score network")
+    p.add_argument("--config", default=None, help="bundled name or YAML path (default: digits)")
+    p.add_argument("--workdir", type=Path, default=None, help="run folder (default: runs/NAME)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.lr=2e-4 (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --workdir")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    p.add_argument("--max-steps", type=POS_INT, help="stop after this many steps (resumable)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_common(p)
+
+    p = sub.add_parser("sample", help="draw samples from a trained model")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--n", type=POS_INT, default=64, help="number of samples")
+    p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
+    p.add_argument("--gif", type=Path, help="also write an animated GIF of the chain")
+    p.add_argument("--save-npz", type=Path, help="also write samples (N,C,H,W) in [0,1]")
+    p.add_argument("--batch-size", type=POS_INT, help="images per network batch")
+    p.add_argument("--nrow", type=POS_INT, help="images per grid row")
+    _sampling_args(p)
+    _add_common(p)
+
+    p = sub.add_parser("inpaint", help="fill in occluded images (the paper's Algorithm 2)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument(
+        "--images",
+        default=None,
+        help="data set name[:split] (default: the run's data set, test split) or folder",
+    )
+    p.add_argument(
+        "--mask",
+        default="left-half",
+        help="left-half, right-half, top-half, bottom-half, centre, random or a PNG",
+    )
+    p.add_argument("--n-images", type=POS_INT, default=8)
+    p.add_argument("--completions", type=POS_INT, default=4)
+    p.add_argument("--out", type=Path, required=True)
+    _sampling_args(p)
+    _add_common(p)
+
+    p = sub.add_parser("eval", help="evaluate a model: FID/IS/KID, domain metrics, DSM loss, NN")
+    p.add_argument("--checkpoint", help="checkpoint file or run folder (needed for dsm/sampling)")
+    p.add_argument("--data", help="reference data set (default: the run's)")
+    p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
+    p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
+    p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
+    p.add_argument("--inception-weights", type=Path, help="FID Inception weights file")
+    p.add_argument("--out", type=Path, required=True, help="report JSON")
+    p.add_argument("--batch-size", type=POS_INT)
+    _sampling_args(p)
+    _add_common(p)
+
+    p = sub.add_parser("toy", help="the paper's 2-D toy experiments (Figures 1-3)")
+    p.add_argument("figure", choices=["fig1", "fig2", "fig3", "all"])
+    p.add_argument("--out", type=Path, default=Path("runs/toy"))
+    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny version (seconds)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_common(p)
+
+    p = sub.add_parser("techniques", help="NCSNv2 rules: sigma_1, L and eps for a data set")
+    p.add_argument("--config", default="digits")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--steps", type=POS_INT, default=5, help="Langevin steps per level T")
+    p.add_argument("--max-points", type=POS_INT, default=10_000)
+    _add_common(p)
+
+    p = sub.add_parser("configs", help="list the bundled configs")
+    _add_common(p)
+    return parser
+
+
+def _cmd_train(a) -> int:
+    from ncsn.config import config_to_yaml, load_config
+    from ncsn.training import train
+
+    name = a.config
+    if name is None and a.resume and a.workdir and (a.workdir / "config.yaml").is_file():
+        name = str(a.workdir / "config.yaml")
+    cfg = load_config(name or "digits", a.overrides)
+    workdir = a.workdir or Path("runs") / cfg.name
+    if a.dry_run:
+        print(config_to_yaml(cfg), end="")
+        print(f"# workdir: {workdir}", file=sys.stderr)
+        return 0
+    res = train(
+        cfg,
+        workdir,
+        resume=True if a.resume else None,
+        overwrite=a.overwrite,
+        device=_device(a.device),
+        progress=not a.no_progress,
+        max_steps=a.max_steps,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(f"trained {res.step} steps ({res.stopped}); checkpoint: {res.checkpoint}")
+    return 0
+
+
+def _load(a):
+    from ncsn.api import load_checkpoint
+
+    model, cfg = load_checkpoint(a.checkpoint, device=_device(a.device), ema=not a.no_ema)
+    s = cfg.sampling
+    import dataclasses
+
+    s = dataclasses.replace(
+        s,
+        sampler=a.sampler or s.sampler,
+        n_steps_each=a.steps or s.n_steps_each,
+        eps=a.eps or s.eps,
+        denoise=s.denoise if a.denoise is None else a.denoise,
+        batch_size=getattr(a, "batch_size", None) or s.batch_size,
+    )
+    return model, dataclasses.replace(cfg, sampling=s)
+
+
+def _grid_scale(cfg) -> int:
+    return max(1, 128 // cfg.data.image_size // 2)
+
+
+def _cmd_sample(a) -> int:
+    from ncsn.api import sample
+    from ncsn.imaging import save_gif, save_image_grid, save_npz
+    from ncsn.io import check_output_path
+
+    for path, what in ((a.out, "--out"), (a.gif, "--gif"), (a.save_npz, "--save-npz")):
+        if path is not None:
+            check_output_path(path, what=what)
+    model, cfg = _load(a)
+    record = 0
+    if a.gif:
+        total = cfg.model.num_levels * (
+            cfg.sampling.n_steps_each if cfg.sampling.sampler == "ald" else 1
+        )
+        record = max(1, total // 50)
+    res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
+    x, traj = res if record else (res, None)
+    save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))
+    if a.gif:
+        save_gif([f.clamp(0, 1) for f in traj], a.gif, nrow=a.nrow, scale=_grid_scale(cfg))
+    if a.save_npz:
+        save_npz(a.save_npz, x)
+    print(
+        f"wrote {a.out}"
+        + (f", {a.gif}" if a.gif else "")
+        + (f", {a.save_npz}" if a.save_npz else "")
+    )
+    return 0
+
+
+def _reference_images(spec: str | None, cfg, n: int, split_default: str = "test"):
+    from ncsn.data import as_tensor, get_dataset
+
+    if spec is None:
+        name, split = cfg.data.dataset, split_default
+    elif Path(spec).is_dir():
+        name, split = spec, "all"
+    else:
+        name, _, split = spec.partition(":")
+        split = split or split_default
+    ds = get_dataset(
+        name,
+        root=cfg.data.root,
+        split=split,
+        image_size=cfg.data.image_size,
+        channels=cfg.data.channels,
+        random_flip=False,
+        val_size=cfg.data.val_size,
+    )
+    images, labels = as_tensor(ds)
+    return images[:n], labels[:n]
+
+
+def _cmd_inpaint(a) -> int:
+    import torch
+
+    from ncsn.api import inpaint
+    from ncsn.imaging import make_mask, save_image_grid
+    from ncsn.io import check_output_path
+
+    check_output_path(a.out, what="--out")
+    model, cfg = _load(a)
+    images, _ = _reference_images(a.images, cfg, a.n_images)
+    shape = tuple(images.shape[1:])
+    mask = make_mask(a.mask, shape=shape, generator=torch.Generator().manual_seed(a.seed))
+    out = inpaint(model, cfg, images, mask, n_completions=a.completions, seed=a.seed)
+    occluded = images * mask + 0.5 * (1 - mask)
+    rows = torch.cat([occluded[:, None], out, images[:, None]], dim=1)  # the paper's Fig. 6
+    save_image_grid(rows.reshape(-1, *shape), a.out, nrow=a.completions + 2, scale=_grid_scale(cfg))
+    print(f"wrote {a.out}: rows of occluded input, {a.completions} completions, original")
+    return 0
+
+
+def _cmd_eval(a) -> int:
+    from ncsn.io import check_output_path
+    from ncsn.metrics import evaluate
+
+    check_output_path(a.out, what="--out")
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    model = cfg = None
+    if a.checkpoint:
+        model, cfg = _load(a)
+    if a.samples:
+        from ncsn.imaging import load_npz
+
+        samples = load_npz(a.samples)[: a.n]
+    else:
+        from ncsn.errors import NCSNError
+
+        if model is None:
+            raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
+        from ncsn.api import sample
+
+        samples = sample(model, cfg, a.n, seed=a.seed, progress=True)
+    dataset = a.data or (cfg.data.dataset if cfg else None)
+    if dataset is None:
+        from ncsn.errors import NCSNError
+
+        raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
+    from ncsn.api import model_sigmas
+
+    report = evaluate(
+        samples,
+        metrics=metrics,
+        dataset=dataset,
+        data_root=cfg.data.root if cfg else None,
+        score_fn=model,
+        sigmas=model_sigmas(cfg) if cfg else None,
+        inception_weights=a.inception_weights,
+        seed=a.seed,
+        out_dir=a.out.parent,
+    )
+    from ncsn.io import atomic_write
+
+    with atomic_write(a.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (dict, list))}))
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_toy(a) -> int:
+    from ncsn.toy import experiments
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    fn = {
+        "fig1": experiments.run_fig1,
+        "fig2": experiments.run_fig2,
+        "fig3": experiments.run_fig3,
+        "all": experiments.run_all,
+    }[a.figure]
+    res = fn(
+        a.out, seed=a.seed, quick=a.quick, progress=not a.no_progress, device=_device(a.device)
+    )
+    print(json.dumps(res, indent=1, default=str)[:2000])
+    print(f"wrote figures and JSON to {a.out}")
+    return 0
+
+
+def _cmd_techniques(a) -> int:
+    from ncsn.config import load_config
+    from ncsn.schedules import (
+        gamma_for_dimension,
+        geometric_sigmas,
+        langevin_eps_for_steps,
+        num_levels_from_gamma,
+        sigma_max_from_data,
+    )
+
+    cfg = load_config(a.config, a.overrides)
+    images, _ = _reference_images(None, cfg, a.max_points, split_default="train")
+    dim = int(images[0].numel())
+    s1 = sigma_max_from_data(images, max_points=a.max_points)
+    L = num_levels_from_gamma(s1, cfg.model.sigma_min, dim)
+    eps = langevin_eps_for_steps(geometric_sigmas(s1, cfg.model.sigma_min, L), a.steps)
+    out: dict[str, Any] = {
+        "data": cfg.data.dataset,
+        "dim": dim,
+        "sigma_max": round(s1, 4),
+        "sigma_min": cfg.model.sigma_min,
+        "gamma": round(gamma_for_dimension(dim), 5),
+        "num_levels": L,
+        "n_steps_each": a.steps,
+        "eps": eps,
+        "official_step_lr": eps / 2,
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _cmd_configs(a) -> int:
+    from ncsn.config import bundled_configs
+
+    print("\n".join(bundled_configs()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ncsn`` command; returns the exit code."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    from ncsn.errors import NCSNError
+
+    handler = {
+        "train": _cmd_train,
+        "sample": _cmd_sample,
+        "inpaint": _cmd_inpaint,
+        "eval": _cmd_eval,
+        "toy": _cmd_toy,
+        "techniques": _cmd_techniques,
+        "configs": _cmd_configs,
+    }[a.command]
+    try:
+        return handler(a)
+    except NCSNError as e:
+        if a.debug:
+            raise
+        print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
+        print(f"ncsn {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

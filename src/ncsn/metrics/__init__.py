@@ -1,0 +1,49 @@
+"""Sample-quality metrics: FID/IS/KID, digit-classifier domain metrics, held-out DSM loss and
+nearest training neighbours, all reachable through :func:`evaluate`.
+
+Modules:
+    fid: Fréchet distance, KID and Inception Score on any feature/probability matrices.
+    inception: the FID Inception-v3 feature extractor (local weights file only).
+    cache: on-disk cache of reference statistics.
+    classifier: small CNN digit classifiers shipped with the package.
+    domain: classifier-based dFID, dKID, dIS and class histograms.
+    heldout: held-out annealed DSM loss with fixed noise.
+    neighbours: streamed nearest-neighbour search and neighbour grids.
+    evaluate: the :func:`evaluate` entry point.
+"""
+
+from ncsn.metrics.classifier import (
+    DigitClassifier,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from ncsn.metrics.domain import domain_metrics
+from ncsn.metrics.evaluate import ALL_METRICS, evaluate
+from ncsn.metrics.fid import (
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from ncsn.metrics.heldout import heldout_dsm_loss
+from ncsn.metrics.inception import InceptionExtractor
+from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
+
+__all__ = [
+    "ALL_METRICS",
+    "DigitClassifier",
+    "InceptionExtractor",
+    "domain_metrics",
+    "evaluate",
+    "feature_statistics",
+    "frechet_distance",
+    "heldout_dsm_loss",
+    "inception_score",
+    "kernel_inception_distance",
+    "load_classifier",
+    "nearest_neighbours",
+    "save_classifier",
+    "save_neighbour_grid",
+    "train_classifier",
+]

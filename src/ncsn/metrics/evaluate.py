@@ -1,0 +1,349 @@
+"""One entry point for every sample-quality metric: :func:`evaluate`.
+
+Metric names:
+
+* ``fid``, ``is``, ``kid``: FID Inception-v3 features (needs the weights file, see
+  :mod:`ncsn.metrics.inception`); reference statistics are cached per data set;
+* ``dfid``, ``dkid``, ``dis``, ``classes``: the shipped digit classifiers (``digits`` and
+  ``mnist`` only; see :mod:`ncsn.metrics.domain`);
+* ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
+  and ``sigmas``; see :mod:`ncsn.metrics.heldout`);
+* ``nn``: nearest training images of each sample (pixel L2), with a PNG grid in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ncsn.errors import ConfigError, DataError, ShapeError
+from ncsn.metrics.cache import cached_reference_stats
+from ncsn.metrics.classifier import CLASSIFIER_CONFIGS, load_classifier
+from ncsn.metrics.domain import DOMAIN_METRICS, domain_metrics
+from ncsn.metrics.fid import (
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from ncsn.metrics.heldout import heldout_dsm_loss
+from ncsn.metrics.inception import InceptionExtractor
+from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
+
+__all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_images"]
+
+log = logging.getLogger(__name__)
+
+INCEPTION_METRICS = ("fid", "is", "kid")
+ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn")
+PUBLISHED_N = 50_000
+RANDOM_INIT = "random-init"
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def load_reference_images(
+    dataset: str, split: str, data_root: str | os.PathLike | None, n: int | None = None
+) -> torch.Tensor:
+    """Images of a data set split, optionally a fixed random subset of ``n`` of them.
+
+    Args:
+        dataset: Data set name (see :func:`ncsn.data.get_dataset`).
+        split: ``train``, ``val`` or ``test``.
+        data_root: Data root.
+        n: Keep this many images (a subset fixed by seed 0), or all when ``None``.
+
+    Returns:
+        float32 (M, C, H, W) in [0, 1].
+    """
+    from ncsn.data import get_dataset
+
+    return _subset_images(get_dataset(dataset, root=data_root, split=split), n)
+
+
+def _subset_images(ds, n: int | None) -> torch.Tensor:
+    from ncsn.data import as_tensor
+
+    if n is not None and int(n) < len(ds):
+        idx = np.sort(np.random.default_rng(0).choice(len(ds), int(n), replace=False))
+        if hasattr(ds, "get_batch"):
+            return ds.get_batch(idx, augment=False)[0]
+        return torch.stack([ds[int(i)][0] for i in idx])
+    return as_tensor(ds)[0]
+
+
+def _check_samples(samples: torch.Tensor) -> torch.Tensor:
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[0] < 2:
+        shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples)
+        raise ShapeError(f"samples must be a tensor (N, C, H, W) with N >= 2, got {shape}")
+    if samples.shape[1] not in (1, 3):
+        raise ShapeError(f"samples must have 1 or 3 channels, got {samples.shape[1]}")
+    samples = samples.detach().float()
+    if not torch.isfinite(samples).all():
+        raise DataError("samples contain NaN or infinite values; regenerate them")
+    lo, hi = float(samples.min()), float(samples.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        warnings.warn(
+            f"samples range over [{lo:.3g}, {hi:.3g}], outside [0, 1]; clamping them",
+            stacklevel=3,
+        )
+    return samples.clamp(0.0, 1.0)
+
+
+def _check_request(metrics: Sequence[str], dataset: str, score_fn, sigmas) -> list[str]:
+    names = [str(m).strip().lower() for m in metrics]
+    unknown = [m for m in names if m not in ALL_METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metrics {unknown}; choose from {', '.join(ALL_METRICS)}")
+    if not names:
+        raise ConfigError(f"no metrics requested; choose from {', '.join(ALL_METRICS)}")
+    if (
+        any(m in DOMAIN_METRICS for m in names)
+        and dataset.strip().lower() not in CLASSIFIER_CONFIGS
+    ):
+        raise DataError(
+            f"metrics {[m for m in names if m in DOMAIN_METRICS]} need a domain classifier, "
+            f"which exists for {', '.join(CLASSIFIER_CONFIGS)} only, not {dataset!r}; "
+            "use fid/kid/is instead"
+        )
+    if "dsm" in names and (score_fn is None or sigmas is None):
+        raise ConfigError("metric dsm needs a score function and its sigmas (a checkpoint)")
+    return list(dict.fromkeys(names))
+
+
+def _make_extractor(inception_weights, device) -> InceptionExtractor:
+    if isinstance(inception_weights, InceptionExtractor):
+        return inception_weights
+    if isinstance(inception_weights, str) and inception_weights == RANDOM_INIT:
+        return InceptionExtractor(random_init=True, device=device)
+    return InceptionExtractor(inception_weights, device=device)
+
+
+def evaluate(
+    samples: torch.Tensor,
+    *,
+    metrics: Sequence[str],
+    dataset: str,
+    data_root: str | os.PathLike | None = None,
+    score_fn: ScoreFn | None = None,
+    sigmas: torch.Tensor | Sequence[float] | None = None,
+    n_ref: int | None = None,
+    inception_weights: str | os.PathLike | InceptionExtractor | None = None,
+    seed: int = 0,
+    batch_size: int = 100,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    ref_split: str = "train",
+    dsm_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    nn_k: int = 3,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    device: str | torch.device | None = None,
+    use_cache: bool = True,
+) -> dict:
+    """Compute sample-quality metrics of generated images.
+
+    Args:
+        samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
+            clamped with a warning).
+        metrics: Names from :data:`ALL_METRICS`.
+        dataset: The data set the model was trained on (reference images come from it).
+        data_root: Root folder of the data set files.
+        score_fn: ``score_fn(x, sigma)`` for ``dsm`` (a network in eval mode).
+        sigmas: The noise levels for ``dsm``.
+        n_ref: Reference images to use (a subset fixed by seed 0); default the whole split.
+            Also caps the test images used by ``dsm``.
+        inception_weights: Path of the FID Inception weights (default
+            ``$NCSN_INCEPTION_WEIGHTS``), an :class:`InceptionExtractor`, or ``"random-init"``
+            (random weights: exercises the code, meaningless numbers).
+        seed: Seed of the KID subsets and of the ``dsm`` noise.
+        batch_size: Images per forward pass.
+        out_dir: Folder for ``nn_grid.png`` (no grid when ``None``).
+        progress: Show tqdm progress bars.
+        ref_split: Split giving the reference statistics for FID/KID/dFID/dKID.
+        dsm_transform: Map test images from [0, 1] to the model's input space for ``dsm``
+            (e.g. the logit transform); identity when ``None``.
+        nn_k: Neighbours per sample for ``nn``.
+        kid_subsets: KID subsets.
+        kid_subset_size: KID subset size.
+        device: Where networks run (default CUDA when available, else CPU).
+        use_cache: Read/write cached Inception reference statistics.
+
+    Returns:
+        A dict with one key per requested metric: ``fid``, ``dfid`` (float); ``is``, ``kid``,
+        ``dis``, ``dkid`` (``{"mean", "std"}``); ``classes`` (``counts``, ``fractions``,
+        ``confidence``, ``tv_from_uniform``); ``dsm`` (``loss``, ``per_level``, ``counts``,
+        ``n``, ``seed``); ``nn`` (``k``, ``mean``, ``median``, ``min`` of the nearest
+        distances, ``grid`` path or ``None``). Plus ``protocol``: number of samples, data set,
+        reference split and size, extractor (Inception weights file and hash, or
+        ``random-init``; classifier and its test accuracy) and seed.
+
+    Raises:
+        ConfigError: Unknown metric names or missing inputs for ``dsm``.
+        DataError: Missing Inception weights, no classifier for the data set, missing data.
+        ShapeError: Samples of the wrong shape.
+    """
+    names = _check_request(metrics, dataset, score_fn, sigmas)
+    samples = _check_samples(samples)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = int(samples.shape[0])
+    protocol: dict = {"n_samples": n, "dataset": dataset, "seed": int(seed)}
+    result: dict = {}
+    datasets: dict = {}
+    refs: dict[str, torch.Tensor] = {}
+
+    def split_data(split: str):
+        from ncsn.data import get_dataset
+
+        if split not in datasets:
+            datasets[split] = get_dataset(dataset, root=data_root, split=split)
+        return datasets[split]
+
+    def ref_size(split: str, limit: int | None) -> int:
+        total = len(split_data(split))
+        return total if limit is None else min(int(limit), total)
+
+    def reference(split: str, limit: int | None) -> torch.Tensor:
+        key = f"{split}:{limit}"
+        if key not in refs:
+            refs[key] = _subset_images(split_data(split), limit)
+        return refs[key]
+
+    inc = [m for m in names if m in INCEPTION_METRICS]
+    if inc:
+        extractor = _make_extractor(inception_weights, device)
+        if n < PUBLISHED_N:
+            msg = (
+                f"Inception metrics from {n} samples (< {PUBLISHED_N:,}) are biased and NOT "
+                "comparable to published numbers, which use 50,000 samples"
+            )
+            warnings.warn(msg, stacklevel=2)
+            log.warning(msg)
+        feats, probs = extractor.extract(
+            samples, batch_size=batch_size, progress=progress, desc="inception: samples"
+        )
+        if "fid" in inc or "kid" in inc:
+            n_reference = ref_size(ref_split, n_ref)
+            stats, cache_path = cached_reference_stats(
+                _dataset_key(dataset),
+                ref_split,
+                n_reference,
+                extractor.extractor_id,
+                lambda: extractor.extract(
+                    reference(ref_split, n_ref),
+                    batch_size=batch_size,
+                    progress=progress,
+                    desc="inception: reference",
+                )[0],
+                use_cache=use_cache,
+            )
+            if "fid" in inc:
+                result["fid"] = frechet_distance(
+                    *feature_statistics(feats), stats["mu"], stats["sigma"]
+                )
+            if "kid" in inc:
+                mean, std = kernel_inception_distance(
+                    feats, stats["features"], kid_subsets, kid_subset_size, generator=seed
+                )
+                result["kid"] = {"mean": mean, "std": std}
+            protocol["reference"] = {"split": ref_split, "n": n_reference}
+            protocol["stats_cache"] = str(cache_path) if cache_path else None
+        if "is" in inc:
+            mean, std = inception_score(probs, splits=10)
+            result["is"] = {"mean": mean, "std": std}
+        protocol["inception"] = {**extractor.info, "extractor_id": extractor.extractor_id}
+        del feats, probs
+
+    dom = [m for m in names if m in DOMAIN_METRICS]
+    if dom:
+        model = load_classifier(dataset, device=device)
+        model.check_input(samples)
+        ref = reference(ref_split, n_ref) if ("dfid" in dom or "dkid" in dom) else None
+        result.update(
+            domain_metrics(
+                samples,
+                dataset,
+                ref,
+                metrics=dom,
+                classifier=model,
+                batch_size=max(batch_size, 500),
+                kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size,
+                seed=seed,
+                progress=progress,
+            )
+        )
+        protocol["classifier"] = {
+            "name": f"classifier_{dataset}",
+            "test_accuracy": model.test_accuracy,
+        }
+        if ref is not None:
+            protocol["reference"] = {"split": ref_split, "n": int(ref.shape[0])}
+
+    if "dsm" in names:
+        test = reference("test", n_ref)
+        if dsm_transform is not None:
+            test = dsm_transform(test)
+        result["dsm"] = heldout_dsm_loss(
+            score_fn,
+            test,
+            torch.as_tensor(np.asarray(sigmas, dtype=np.float32)),
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+        protocol["dsm"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
+
+    if "nn" in names:
+        result["nn"] = _nn_metric(samples, reference("train", None), nn_k, batch_size, out_dir)
+        protocol["nn"] = {"split": "train", "space": "pixel L2", "n": len(refs["train:None"])}
+
+    result["protocol"] = protocol
+    return result
+
+
+def _dataset_key(dataset: str) -> str:
+    """Cache key part for a data set: its name, or the resolved folder for image folders."""
+    from ncsn.data import DATASET_NAMES
+
+    text = str(dataset)
+    if text.lower() in DATASET_NAMES:
+        return text.lower()
+    path = Path(text[len("folder:") :] if text.lower().startswith("folder:") else text)
+    if path.expanduser().is_dir():
+        return "folder_" + str(path.expanduser().resolve()).strip("/").replace("/", "_")
+    return text.lower()
+
+
+def _nn_metric(
+    samples: torch.Tensor,
+    train: torch.Tensor,
+    k: int,
+    batch_size: int,
+    out_dir: str | os.PathLike | None,
+) -> dict:
+    if samples.shape[1:] != train.shape[1:]:
+        raise ShapeError(
+            f"nn compares pixels: samples are {tuple(samples.shape[1:])} but training images "
+            f"are {tuple(train.shape[1:])}"
+        )
+    dist, idx = nearest_neighbours(samples, train, k=k, batch_size=batch_size)
+    grid = None
+    if out_dir is not None:
+        grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / "nn_grid.png"))
+    nearest = dist[:, 0].double()
+    return {
+        "k": int(k),
+        "mean": float(nearest.mean()),
+        "median": float(nearest.median()),
+        "min": float(nearest.min()),
+        "grid": grid,
+    }

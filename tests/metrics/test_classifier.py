@@ -1,0 +1,131 @@
+"""Shipped digit classifiers and the domain metrics built on them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ncsn.errors import DataError, ShapeError
+from ncsn.metrics.classifier import (
+    DigitClassifier,
+    classifier_accuracy,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from ncsn.metrics.domain import class_histogram, domain_metrics
+
+_DEFAULT_SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("NCSN_SHARED_DATA", _DEFAULT_SHARED))
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    from ncsn.data import as_tensor, get_dataset
+
+    return {s: as_tensor(get_dataset("digits", split=s)) for s in ("train", "test")}
+
+
+def test_shipped_digits_classifier_accuracy(digits_split):
+    model = load_classifier("digits")
+    x, y = digits_split["test"]
+    acc = classifier_accuracy(model, x, y)
+    assert acc >= 0.97
+    assert model.test_accuracy == pytest.approx(acc, abs=1e-6)  # metadata matches
+    assert sum(p.numel() for p in model.parameters()) < 50_000
+
+
+def test_shipped_mnist_classifier_accuracy():
+    if not (SHARED_DATA / "MNIST" / "raw").exists():
+        pytest.skip(f"MNIST not present under {SHARED_DATA}")
+    from ncsn.data import as_tensor, get_dataset
+
+    model = load_classifier("mnist")
+    assert 50_000 <= sum(p.numel() for p in model.parameters()) <= 200_000
+    x, y = as_tensor(get_dataset("mnist", root=SHARED_DATA, split="test"))
+    acc = classifier_accuracy(model, x, y)
+    assert acc >= 0.99
+    assert model.test_accuracy == pytest.approx(acc, abs=1e-4)
+
+
+def test_features_and_logits_shapes():
+    model = load_classifier("digits")
+    x = torch.rand(5, 1, 8, 8)
+    assert model.features(x).shape == (5, model.feature_dim)
+    assert model(x).shape == (5, 10)
+    with pytest.raises(ShapeError, match=r"\(N, 1, 8, 8\)"):
+        model.check_input(torch.rand(5, 1, 28, 28))
+
+
+def test_unknown_dataset_and_missing_weights(tmp_path):
+    with pytest.raises(DataError, match="digits, mnist"):
+        load_classifier("cifar10")
+    with pytest.raises(DataError, match="retrain-classifier digits"):
+        load_classifier("digits", path=tmp_path / "none.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot load classifier"):
+        load_classifier("digits", path=bad)
+
+
+def test_train_save_load_roundtrip(tmp_path):
+    model = train_classifier("digits", epochs=1, seed=1)
+    assert 0.0 <= model.test_accuracy <= 1.0
+    path = save_classifier(model, tmp_path / "c.safetensors")
+    loaded = load_classifier("digits", path=path)
+    assert loaded.test_accuracy == pytest.approx(model.test_accuracy, abs=1e-6)
+    x = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_class_histogram():
+    probs = np.eye(4)[[0, 1, 1, 3]] * 0.9 + 0.025
+    h = class_histogram(probs)
+    assert h["counts"] == [1, 2, 0, 1]
+    assert h["fractions"] == pytest.approx([0.25, 0.5, 0.0, 0.25])
+    assert h["confidence"] == pytest.approx(0.925)
+
+
+def test_domain_metrics_real_vs_noise(digits_split):
+    train, _ = digits_split["train"]
+    test, _ = digits_split["test"]
+    real = domain_metrics(test, "digits", train, kid_subsets=20, kid_subset_size=300)
+    noise = torch.rand(test.shape, generator=torch.Generator().manual_seed(0))
+    fake = domain_metrics(noise, "digits", train, kid_subsets=20, kid_subset_size=300)
+    assert real["dfid"] < 0.1 * fake["dfid"]
+    assert real["dkid"]["mean"] < 0.1 * fake["dkid"]["mean"]
+    fractions = np.array(real["classes"]["fractions"])
+    assert np.all(np.abs(fractions - 0.1) < 0.05)
+    assert real["classes"]["tv_from_uniform"] < 0.1
+    assert real["classes"]["confidence"] > 0.9
+    assert real["dis"]["mean"] > 8.0 and fake["dis"]["mean"] < real["dis"]["mean"]
+
+
+def test_evaluate_domain_metrics_and_errors(digits_split):
+    from ncsn.metrics import evaluate
+
+    test, _ = digits_split["test"]
+    out = evaluate(
+        test[:200],
+        metrics=["dfid", "dis", "classes"],
+        dataset="digits",
+        progress=False,
+        kid_subsets=5,
+    )
+    assert set(out) == {"dfid", "dis", "classes", "protocol"}
+    assert out["protocol"]["classifier"]["name"] == "classifier_digits"
+    assert out["protocol"]["classifier"]["test_accuracy"] >= 0.97
+    assert out["protocol"]["reference"]["split"] == "train"
+    with pytest.raises(DataError, match="domain classifier"):
+        evaluate(test[:4].expand(-1, 3, -1, -1), metrics=["dfid"], dataset="cifar10")
+    with pytest.raises(ShapeError):
+        evaluate(torch.rand(4, 1, 28, 28), metrics=["classes"], dataset="digits")
+
+
+def test_classifier_is_small_for_digits():
+    m = DigitClassifier(image_size=8, channels=(16, 32), pool=2, hidden=64)
+    assert sum(p.numel() for p in m.parameters()) < 20_000

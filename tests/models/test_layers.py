@@ -1,0 +1,103 @@
+"""Tests for the building blocks in ``ncsn.models.layers``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ncsn.models.layers import (
+    CondInstanceNorm2dPlus,
+    CRPBlock,
+    InstanceNorm2dPlus,
+    MSFBlock,
+    RCUBlock,
+    RefineBlock,
+    ResidualBlock,
+    as_sigma_batch,
+    validate_sigmas,
+)
+
+
+def _reference_in_plus(x, gamma, alpha, beta, eps=1e-5):
+    mu = x.mean(dim=(2, 3), keepdim=True)
+    s = torch.sqrt(x.var(dim=(2, 3), keepdim=True, unbiased=False) + eps)
+    m = mu.mean(dim=1, keepdim=True)
+    v = torch.sqrt(mu.var(dim=1, keepdim=True, unbiased=False) + eps)
+    return gamma * (x - mu) / s + beta + alpha * (mu - m) / v
+
+
+def test_cond_instance_norm_plus_matches_formula():
+    torch.manual_seed(0)
+    norm = CondInstanceNorm2dPlus(4, num_classes=3)
+    with torch.no_grad():
+        norm.embed.weight.normal_()
+    x = torch.randn(2, 4, 5, 6) * 3 + 1
+    y = torch.tensor([2, 0])
+    params = norm.embed.weight[y][:, :, None, None]
+    gamma, alpha, beta = params[:, :4], params[:, 4:8], params[:, 8:]
+    expected = _reference_in_plus(x, gamma, alpha, beta)
+    torch.testing.assert_close(norm(x, y), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cond_instance_norm_plus_init_and_size():
+    torch.manual_seed(0)
+    norm = CondInstanceNorm2dPlus(64, num_classes=10)
+    w = norm.embed.weight
+    assert w.shape == (10, 192)
+    assert abs(w[:, :128].mean().item() - 1.0) < 0.01
+    assert 0.01 < w[:, :128].std().item() < 0.03
+    assert torch.all(w[:, 128:] == 0)
+    assert CondInstanceNorm2dPlus(8, 10, bias=False).embed.weight.shape == (10, 16)
+
+
+def test_instance_norm_plus_matches_formula():
+    torch.manual_seed(0)
+    norm = InstanceNorm2dPlus(3)
+    with torch.no_grad():
+        norm.beta.normal_()
+    x = torch.randn(2, 3, 4, 4)
+    expected = _reference_in_plus(
+        x, norm.gamma[None, :, None, None], norm.alpha[None, :, None, None],
+        norm.beta[None, :, None, None],
+    )  # fmt: skip
+    torch.testing.assert_close(norm(x), expected, rtol=1e-4, atol=1e-4)
+    assert InstanceNorm2dPlus(3, bias=False).beta is None
+
+
+def _norm(c):
+    return InstanceNorm2dPlus(c)
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "resample", "dilation", "out_size", "has_shortcut"),
+    [
+        (8, 8, None, 1, 16, False),
+        (8, 16, None, 1, 16, True),
+        (8, 16, "down", 1, 8, True),
+        (16, 16, "down", 2, 16, True),
+        (16, 16, None, 4, 16, False),
+    ],
+)
+def test_residual_block_shapes(cin, cout, resample, dilation, out_size, has_shortcut):
+    block = ResidualBlock(cin, cout, _norm, resample, dilation)
+    out = block(torch.randn(2, cin, 16, 16))
+    assert out.shape == (2, cout, out_size, out_size)
+    assert (block.shortcut is not None) == has_shortcut
+
+
+def test_refinenet_blocks_shapes():
+    x = torch.randn(2, 8, 8, 8)
+    assert RCUBlock(8, 2, 2, _norm)(x).shape == x.shape
+    assert CRPBlock(8, 2, _norm, "avg")(x).shape == x.shape
+    fine = torch.randn(2, 4, 16, 16)
+    assert MSFBlock([4, 8], 6, _norm)([fine, x], None, (16, 16)).shape == (2, 6, 16, 16)
+    assert RefineBlock([4, 8], 6, _norm)([fine, x]).shape == (2, 6, 16, 16)
+    assert RefineBlock([8], 8, _norm, start=True, end=True)([x]).shape == x.shape
+
+
+def test_as_sigma_batch_and_validate():
+    x = torch.zeros(3, 2)
+    assert as_sigma_batch(0.5, x).shape == (3,)
+    assert as_sigma_batch(torch.ones(3, 1, 1, 1), x).shape == (3,)
+    assert validate_sigmas([2.0, 1.0]).dtype == torch.float32
+    assert validate_sigmas([], allow_empty=True).numel() == 0

@@ -1,0 +1,345 @@
+"""Tests for the score networks and the model registry."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ncsn.errors import ConfigError
+from ncsn.models import (
+    MODEL_NAMES,
+    NCSN,
+    NCSNv2,
+    ScoreMLP,
+    UNet,
+    count_parameters,
+    create_model,
+)
+
+SIGMAS = torch.logspace(0, -2, 10)  # 1.0 ... 0.01, geometric, descending
+IMAGE_MODELS = ("ncsn", "ncsnv2", "unet")
+SMALL = {
+    "ncsn": {"ngf": 8},
+    "ncsnv2": {"ngf": 8},
+    "unet": {"ch": 8, "ch_mult": (1, 2, 2)},
+}
+
+
+def small_model(name: str, channels: int, size: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, channels=channels, image_size=size, sigmas=SIGMAS, **SMALL[name])
+
+
+# ----------------------------------------------------------------------------- counts
+
+
+@pytest.mark.parametrize(
+    ("ngf", "channels", "size", "expected"),
+    [(64, 1, 28, 7_638_657), (128, 3, 32, 30_117_635)],
+)
+def test_ncsn_parameter_count_matches_paper(ngf, channels, size, expected):
+    model = NCSN(channels, size, SIGMAS, ngf=ngf)
+    assert count_parameters(model) == expected
+
+
+def test_count_parameters_trainable_only():
+    model = ScoreMLP(dim=2, hidden=4, depth=1, sigmas=SIGMAS)
+    total = count_parameters(model)
+    model.net[0].weight.requires_grad_(False)
+    assert count_parameters(model, trainable_only=True) == total - model.net[0].weight.numel()
+
+
+# ----------------------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32), (3, 64)])
+def test_output_shape_matches_input(name, channels, size):
+    model = small_model(name, channels, size)
+    x = torch.randn(2, channels, size, size)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0.5, 0.1]))
+    assert out.shape == x.shape
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_attributes_and_sigmas_buffer(name):
+    if name == "mlp":
+        model = create_model(name, channels=2, image_size=1, sigmas=SIGMAS)
+        assert (model.channels, model.image_size) == (2, 1)
+    else:
+        model = small_model(name, 3, 32)
+        assert (model.channels, model.image_size) == (3, 32)
+    assert model.num_levels == 10
+    assert torch.equal(model.sigmas, SIGMAS)
+    assert "sigmas" in dict(model.named_buffers())
+    assert "sigmas" in model.state_dict()
+
+
+def test_mlp_output_shape():
+    model = ScoreMLP(dim=2, sigmas=SIGMAS)
+    x = torch.randn(5, 2)
+    assert model(x, torch.full((5,), 0.3)).shape == (5, 2)
+    assert model(x, 0.3).shape == (5, 2)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("sigma", [0.3, torch.tensor(0.3), torch.tensor([0.3]), "batch"])
+def test_sigma_scalar_broadcasts(name, sigma):
+    model = _any_model(name)
+    x = _input_for(name, 3)
+    expected = model(x, torch.full((3,), 0.3))
+    if isinstance(sigma, str):
+        sigma = torch.full((3,), 0.3)
+    torch.testing.assert_close(model(x, sigma), expected)
+
+
+def test_sigma_wrong_size_raises():
+    model = small_model("unet", 1, 8)
+    with pytest.raises(ValueError, match="one value per example"):
+        model(torch.randn(3, 1, 8, 8), torch.ones(2))
+
+
+def _any_model(name: str) -> torch.nn.Module:
+    if name == "mlp":
+        torch.manual_seed(0)
+        return ScoreMLP(dim=2, hidden=32, depth=2, sigmas=SIGMAS)
+    return small_model(name, 1, 28)
+
+
+def _input_for(name: str, batch: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    shape = (batch, 2) if name == "mlp" else (batch, 1, 28, 28)
+    return torch.randn(shape, generator=gen)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sigma_conditioning_changes_output(name):
+    model = _any_model(name)
+    x = _input_for(name, 2)
+    with torch.no_grad():
+        a = model(x, 0.5)
+        b = model(x, 0.05)
+    assert not torch.allclose(a, b)
+    if name in ("unet", "mlp", "ncsn"):
+        # conditioning beyond a 1/sigma rescaling
+        assert not torch.allclose(a * 0.5, b * 0.05)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_per_example_sigma_is_honoured(name):
+    model = _any_model(name)
+    x = _input_for(name, 3)
+    sigma = torch.tensor([1.0, 0.2, 0.015])
+    with torch.no_grad():
+        batched = model(x, sigma)
+        for k in range(3):
+            alone = model(x[k : k + 1], sigma[k : k + 1])
+            # sigma-scaled models amplify rounding by 1/sigma: compare at the output's scale
+            atol = 1e-5 * max(1.0, batched[k].abs().max().item())
+            torch.testing.assert_close(batched[k : k + 1], alone, rtol=1e-4, atol=atol)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_gradients_reach_every_parameter(name):
+    model = _any_model(name)
+    x = _input_for(name, 2)
+    loss = model(x, torch.tensor([0.7, 0.02])).square().mean()
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_gradient_wrt_input(name):
+    model = _any_model(name)
+    x = _input_for(name, 2).requires_grad_()
+    model(x, 0.3).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- NCSN v1
+
+
+def test_nearest_level_exact_and_between():
+    model = NCSN(1, 28, SIGMAS, ngf=4)
+    x = torch.zeros(len(SIGMAS), 1, 28, 28)
+    assert model.sigma_to_level(SIGMAS, x).tolist() == list(range(10))
+    # geometric midpoint is the log-space midpoint: nudge it either way
+    lo, hi = SIGMAS[3], SIGMAS[4]
+    mid = torch.sqrt(lo * hi)
+    x1 = x[:1]
+    assert model.sigma_to_level(mid * 1.01, x1).item() == 3
+    assert model.sigma_to_level(mid * 0.99, x1).item() == 4
+    # the arithmetic midpoint is nearer the larger level in log space
+    assert model.sigma_to_level((lo + hi) / 2, x1).item() == 3
+    # out-of-range values clamp to the ends; zero maps to the smallest level
+    assert model.sigma_to_level(50.0, x1).item() == 0
+    assert model.sigma_to_level(1e-6, x1).item() == 9
+    assert model.sigma_to_level(0.0, x1).item() == 9
+
+
+def test_ncsn_uses_level_parameters():
+    model = NCSN(1, 28, SIGMAS, ngf=4)
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        by_sigma = model(x, SIGMAS[[2, 7]] * 1.05)
+        by_label = model(x, 0.0, labels=torch.tensor([2, 7]))
+    torch.testing.assert_close(by_sigma, by_label)
+
+
+def test_ncsn_does_not_divide_by_sigma():
+    """Two sigmas that map to the same level give identical outputs."""
+    model = NCSN(1, 28, SIGMAS, ngf=4)
+    x = torch.randn(1, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, SIGMAS[5] * 1.05), model(x, SIGMAS[5] / 1.05))
+
+
+# ----------------------------------------------------------------------------- NCSNv2
+
+
+def test_ncsnv2_divides_by_sigma():
+    model = NCSNv2(3, 32, SIGMAS, ngf=8)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 0.5) * 0.5, model(x, 0.1) * 0.1)
+
+
+def test_ncsnv2_deeper_for_64():
+    assert NCSNv2(3, 64, SIGMAS, ngf=8).deeper
+    assert not NCSNv2(3, 32, SIGMAS, ngf=8).deeper
+    assert len(NCSNv2(3, 64, SIGMAS, ngf=8).net.res) == 5
+
+
+@pytest.mark.parametrize("name", ["ncsnv2", "unet"])
+def test_zero_sigma_rejected_by_sigma_scaled_models(name):
+    model = small_model(name, 1, 28)
+    with pytest.raises(ValueError, match="sigma"):
+        model(torch.randn(1, 1, 28, 28), 0.0)
+
+
+# ----------------------------------------------------------------------------- UNet
+
+
+@pytest.mark.parametrize(
+    ("size", "resolutions"),
+    [(8, (8, 4, 2)), (28, (28, 14, 7)), (32, (32, 16, 8)), (64, (64, 32, 16, 8)), (7, (7,))],
+)
+def test_unet_downsampling_is_bounded(size, resolutions):
+    model = UNet(1, size, SIGMAS)
+    assert model.resolutions == resolutions
+    x = torch.randn(1, 1, size, size)
+    with torch.no_grad():
+        assert model(x, 0.1).shape == x.shape
+
+
+def test_unet_min_resolution():
+    model = UNet(1, 8, SIGMAS, ch=8, ch_mult=(1, 1, 1, 1), min_resolution=4)
+    assert model.resolutions == (8, 4)
+
+
+@pytest.mark.parametrize(("size", "low", "high"), [(8, 0.3e6, 1.0e6), (28, 1e6, 3e6)])
+def test_unet_default_sizes(size, low, high):
+    assert low <= count_parameters(UNet(1, size, SIGMAS)) <= high
+
+
+def test_unet_attention_and_dropout():
+    model = UNet(1, 8, SIGMAS, ch=8, attention=True, dropout=0.1, num_res_blocks=2)
+    model.eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert model(x, 0.2).shape == x.shape
+
+
+# ----------------------------------------------------------------------------- MLP
+
+
+def test_mlp_sigma_zero_needs_no_scaling():
+    model = ScoreMLP(dim=2, sigmas=SIGMAS, scale_by_sigma=True)
+    with pytest.raises(ValueError, match="scale_by_sigma"):
+        model(torch.randn(3, 2), 0.0)
+    with pytest.raises(ValueError, match="scale_by_sigma"):
+        model(torch.randn(3, 2), None)
+    plain = ScoreMLP(dim=2, sigmas=None, scale_by_sigma=False)
+    assert plain.num_levels == 0
+    for sigma in (0.0, None, torch.zeros(3)):
+        out = plain(torch.randn(3, 2), sigma)
+        assert out.shape == (3, 2) and torch.isfinite(out).all()
+
+
+def test_mlp_flattens_images():
+    model = create_model("mlp", channels=1, image_size=4, sigmas=SIGMAS, hidden=16)
+    assert model.dim == 16 and model.channels == 1 and model.image_size == 4
+    x = torch.randn(2, 1, 4, 4)
+    assert model(x, 0.1).shape == x.shape
+    with pytest.raises(ValueError, match="dim=16"):
+        model(torch.randn(2, 3), 0.1)
+
+
+@pytest.mark.parametrize("activation", ["silu", "softplus", "elu"])
+def test_mlp_activations(activation):
+    model = ScoreMLP(dim=3, hidden=8, depth=1, sigmas=SIGMAS, activation=activation)
+    assert model(torch.randn(4, 3), 0.5).shape == (4, 3)
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_create_model_unknown_name():
+    with pytest.raises(ConfigError, match="unknown model 'resnet'") as info:
+        create_model("resnet", channels=1, image_size=28, sigmas=SIGMAS)
+    for name in MODEL_NAMES:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_create_model_unknown_kwarg(name):
+    with pytest.raises(ConfigError, match="'bogus'") as info:
+        create_model(name, channels=1, image_size=28, sigmas=SIGMAS, bogus=3)
+    assert name in str(info.value)
+
+
+def test_create_model_rejects_reserved_kwarg():
+    with pytest.raises(ConfigError, match="'dim'"):
+        create_model("mlp", channels=2, image_size=1, sigmas=SIGMAS, dim=5)
+
+
+@pytest.mark.parametrize(
+    "sigmas",
+    [[0.1, 1.0], [1.0, 1.0], [1.0, -0.1], [], [[1.0, 0.1]], [1.0, math.inf]],
+)
+def test_invalid_sigmas_raise_config_error(sigmas):
+    with pytest.raises(ConfigError, match="sigmas"):
+        create_model("unet", channels=1, image_size=8, sigmas=sigmas)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("ncsn", {"ngf": 0}),
+        ("unet", {"ch": 0}),
+        ("unet", {"ch_mult": ()}),
+        ("unet", {"num_res_blocks": 0}),
+        ("unet", {"dropout": 1.5}),
+        ("mlp", {"depth": 0}),
+        ("mlp", {"activation": "relu6"}),
+    ],
+)
+def test_invalid_values_raise_config_error(name, kwargs):
+    with pytest.raises(ConfigError):
+        create_model(name, channels=1, image_size=8, sigmas=SIGMAS, **kwargs)
+
+
+def test_create_model_returns_expected_classes():
+    kw = {"channels": 1, "image_size": 28, "sigmas": SIGMAS}
+    assert isinstance(create_model("ncsn", ngf=4, **kw), NCSN)
+    assert isinstance(create_model("NCSNv2", ngf=4, **kw), NCSNv2)
+    assert isinstance(create_model("unet", ch=4, **kw), UNet)
+    assert isinstance(create_model("mlp", **kw), ScoreMLP)

@@ -17,11 +17,11 @@ from torch import nn
 
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
-from ncsn.data import postprocess
 from ncsn.errors import CheckpointError, ConfigError
 from ncsn.models import create_model
 from ncsn.sampling import annealed_langevin_inpainting, get_sampler
 from ncsn.schedules import geometric_sigmas
+from ncsn.transforms import postprocess
 
 __all__ = ["build_model", "load_checkpoint", "sample", "inpaint", "model_sigmas", "init_noise"]
 
@@ -232,7 +232,7 @@ def inpaint(
     y = images.repeat_interleave(n_completions, dim=0).to(device)
     m = mask.to(device)
     if cfg.data.logit_transform:
-        from ncsn.data import preprocess
+        from ncsn.transforms import preprocess
 
         y = preprocess(y, dequantize=False, logit=True)
     g = torch.Generator().manual_seed(seed)

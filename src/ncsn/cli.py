@@ -141,8 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
     p.add_argument("--inception-weights", type=Path, help="FID Inception weights file")
-    p.add_argument("--out", type=Path, required=True, help="report JSON")
+    p.add_argument("--out", type=Path, help="report JSON (required unless retraining)")
     p.add_argument("--batch-size", type=POS_INT)
+    p.add_argument("--data-root", help="where torchvision data sets live")
+    p.add_argument(
+        "--retrain-classifier",
+        choices=["digits", "mnist"],
+        help="retrain the domain classifier on the train split and save it "
+        "(to --classifier-out, default: the package's shipped weights)",
+    )
+    p.add_argument("--classifier-out", type=Path, help="where --retrain-classifier writes")
     _sampling_args(p)
     _add_common(p)
 
@@ -288,10 +296,25 @@ def _cmd_inpaint(a) -> int:
     return 0
 
 
+def _retrain_classifier(a) -> int:
+    from ncsn.metrics.classifier import classifier_asset_path, save_classifier, train_classifier
+
+    out = a.classifier_out or classifier_asset_path(a.retrain_classifier)
+    model = train_classifier(a.retrain_classifier, root=a.data_root, progress=True)
+    save_classifier(model, out)
+    print(f"wrote {out} (test accuracy {model.test_accuracy:.4f})")
+    return 0
+
+
 def _cmd_eval(a) -> int:
+    from ncsn.errors import NCSNError
     from ncsn.io import check_output_path
     from ncsn.metrics import evaluate
 
+    if a.retrain_classifier:
+        return _retrain_classifier(a)
+    if a.out is None:
+        raise NCSNError("eval needs --out REPORT.json")
     check_output_path(a.out, what="--out")
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
     model = cfg = None
@@ -302,8 +325,6 @@ def _cmd_eval(a) -> int:
 
         samples = load_npz(a.samples)[: a.n]
     else:
-        from ncsn.errors import NCSNError
-
         if model is None:
             raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
         from ncsn.api import sample
@@ -311,8 +332,6 @@ def _cmd_eval(a) -> int:
         samples = sample(model, cfg, a.n, seed=a.seed, progress=True)
     dataset = a.data or (cfg.data.dataset if cfg else None)
     if dataset is None:
-        from ncsn.errors import NCSNError
-
         raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
     from ncsn.api import model_sigmas
 
@@ -320,7 +339,7 @@ def _cmd_eval(a) -> int:
         samples,
         metrics=metrics,
         dataset=dataset,
-        data_root=cfg.data.root if cfg else None,
+        data_root=a.data_root or (cfg.data.root if cfg else None),
         score_fn=model,
         sigmas=model_sigmas(cfg) if cfg else None,
         inception_weights=a.inception_weights,

@@ -44,3 +44,27 @@ def randint(
     if generator is None:
         return torch.randint(0, high, size, device=device)
     return torch.randint(0, high, size, generator=generator, device=generator.device).to(device)
+
+
+def rand(
+    shape: tuple[int, ...] | torch.Size, like: torch.Tensor, generator: Generators
+) -> torch.Tensor:
+    """Uniform [0, 1) draws with the dtype (float32 for integer data) and device of ``like``.
+
+    Args:
+        shape: Shape of the draw.
+        like: Tensor whose device (and floating dtype) the result takes.
+        generator: As for :func:`randn`.
+
+    Returns:
+        Tensor of uniform draws.
+    """
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    if generator is None:
+        return torch.rand(shape, dtype=dtype, device=like.device)
+    if not isinstance(generator, torch.Generator):
+        rows = [torch.rand(tuple(shape[1:]), generator=g, dtype=dtype) for g in generator]
+        return torch.stack(rows).to(like.device)
+    return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device).to(
+        like.device
+    )

@@ -29,12 +29,12 @@ from torch import nn
 from ncsn import checkpoint as ckpt
 from ncsn.api import build_model, check_state_dict, model_sigmas, sample
 from ncsn.config import Config, save_config
-from ncsn.data import as_tensor, get_dataset, preprocess
+from ncsn.data import as_tensor, get_dataset
 from ncsn.errors import NCSNError
 from ncsn.imaging import save_image_grid
 from ncsn.losses import anneal_dsm_loss, anneal_sliced_score_matching_loss
 from ncsn.perf import tune_allocator
-from ncsn.rng import randint
+from ncsn.transforms import preprocess, random_hflip
 from ncsn.workdir import FLIP_BY_DEFAULT, MetricsLog, check_disk, prepare_workdir
 
 __all__ = ["train", "TrainResult", "EMA", "resolve_config", "Interrupted", "NonFiniteError"]
@@ -308,8 +308,7 @@ def train(
                 model.train()
                 x = batches.next().to(device)
                 if cfg.data.random_flip:
-                    flip = randint(2, (x.shape[0],), x.device, g_noise).bool()
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                    x = random_hflip(x, generator=g_noise)
                 x = preprocess(
                     x,
                     dequantize=cfg.data.dequantize,

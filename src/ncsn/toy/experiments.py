@@ -23,11 +23,9 @@ the official code's convention. With eps = 0.1 the weight-0.2 mode comes out abo
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,124 +35,30 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from tqdm.auto import tqdm
 
-from ncsn.errors import NCSNError
-from ncsn.io import atomic_write
 from ncsn.losses import anneal_dsm_loss, sliced_score_matching_loss
-from ncsn.models.mlp import ScoreMLP
-from ncsn.rng import randint, randn
 from ncsn.sampling import annealed_langevin_dynamics, langevin_dynamics
-from ncsn.schedules import geometric_sigmas
+from ncsn.toy._common import (
+    BOX,
+    _finish,
+    _fractions,
+    _gen,
+    _new_model,
+    _one_thread,
+    _out_dir,
+    _save_json,
+    _sigmas,
+    _train,
+    _uniform_box,
+)
 from ncsn.toy.distributions import GaussianMixture, paper_mixture
+from ncsn.toy.manifold import run_fig1
 
 __all__ = ["run_fig1", "run_fig2", "run_fig3", "run_all", "FIGURES"]
 
-BOX = 8.0  # grids, plots and the Langevin initialisation cover [-BOX, BOX]^2
-SIGMAS = (20.0, 1.0, 10)  # sigma_1, sigma_L, L of the annealed samplers and the DSM model
 ALD_T, ALD_EPS = 100, 0.2  # annealed Langevin: steps per level, eps (see the module doc)
 LANGEVIN_STEPS, LANGEVIN_STEP = 1000, 0.1  # plain Langevin dynamics
 N_SAMPLES = 1280
-FIG1_NET = dict(dim=64, hidden=256, depth=2, sigmas=None, scale_by_sigma=False, embed_dim=0)
 Runner = Callable[..., dict[str, Any]]
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _out_dir(out_dir: str | Path) -> Path:
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise NCSNError(f"output folder {path} is a file; give a folder name")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _finite(obj: Any) -> Any:
-    """Recursively replace non-finite floats by None (strict JSON has no NaN or Infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _finish(out: Path, name: str, fig: Figure, data: dict[str, Any], start: float) -> dict:
-    """Stamp the run time, then write ``name.png`` and ``name.json`` atomically."""
-    data["seconds"] = round(time.perf_counter() - start, 2)
-    with atomic_write(out / f"{name}.png") as f:
-        fig.savefig(f, format="png", dpi=110)
-    return _save_json(out / f"{name}.json", data)
-
-
-def _save_json(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    """Write ``data`` (non-finite floats as null) atomically; return what was written."""
-    data = _finite(data)
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2, allow_nan=False)
-        f.write("\n")
-    return data
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-def _new_model(seed: int, device: str, **kwargs: Any) -> ScoreMLP:
-    """A ScoreMLP initialised from ``seed`` without touching the global RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        model = ScoreMLP(**kwargs)
-    return model.to(device)
-
-
-def _uniform_box(n: int, generator: torch.Generator, device: str) -> torch.Tensor:
-    return ((torch.rand(n, 2, generator=generator) * 2 - 1) * BOX).to(device)
-
-
-def _fractions(mix: GaussianMixture, x: torch.Tensor) -> list[float]:
-    return [round(float(f), 4) for f in mix.mode_fractions(x.cpu())]
-
-
-def _sigmas(device: str) -> torch.Tensor:
-    return geometric_sigmas(SIGMAS[0], SIGMAS[1], SIGMAS[2], device=device)
-
-
-def _train(
-    loss_fn: Callable[[], torch.Tensor],
-    model: torch.nn.Module,
-    steps: int,
-    *,
-    lr: float,
-    desc: str,
-    progress: bool,
-) -> tuple[list[float], int | None]:
-    """Adam on ``loss_fn()``; returns the losses and the step of a non-finite loss (or None)."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses: list[float] = []
-    with tqdm(range(steps), desc=desc, disable=not progress, leave=False) as bar:
-        for step in bar:
-            loss = loss_fn()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                return losses, step
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(value)
-            if step % 100 == 0:
-                bar.set_postfix(loss=f"{value:.4g}")
-    return losses, None
 
 
 # ------------------------------------------------------------------------------ Fig. 3
@@ -405,153 +309,6 @@ def run_fig2(
     fig.suptitle("density: orange (darker = higher); scores: arrows; dashed: 2-std regions")
     return _finish(out, "fig2", fig, data, start)
 
-
-# ------------------------------------------------------------------------------ Fig. 1
-
-
-def _curve_stats(losses: list[float], n_points: int = 200) -> dict[str, Any]:
-    """Final value, fluctuation measures and a downsampled copy of a loss curve.
-
-    Fluctuation is measured on the last 20% of steps: the plain std, the std relative to the
-    mean's magnitude, and the std of the residual after a fitted straight line (so that a
-    steady trend does not count as fluctuation).
-    """
-    arr = np.asarray(losses, dtype=np.float64)
-    if arr.size < 10:
-        return {"steps_run": int(arr.size), "curve_mean": arr.tolist()}
-    tail = arr[-(arr.size // 5) :]
-    t = np.arange(tail.size)
-    slope, icpt = np.polyfit(t, tail, 1)
-    chunks = np.array_split(arr, min(n_points, arr.size))
-    return {
-        "steps_run": int(arr.size),
-        "final_loss": float(arr[-max(arr.size // 100, 1) :].mean()),
-        "min_loss": float(arr.min()),
-        "std_last20": float(tail.std()),
-        "relative_std_last20": float(tail.std() / max(abs(tail.mean()), 1e-12)),
-        "detrended_std_last20": float((tail - (slope * t + icpt)).std()),
-        "slope_last20_per_1k_steps": float(slope * 1000),
-        "curve_step": np.cumsum([c.size for c in chunks]).tolist(),
-        "curve_mean": [float(c.mean()) for c in chunks],
-    }
-
-
-def _gaussian_reference(x: torch.Tensor, noise: float) -> float:
-    """Score matching objective of the best Gaussian score model, ``-tr(C^-1)/2``.
-
-    ``C`` is the data covariance plus ``noise^2 I``; -inf when ``C`` is singular.
-    """
-    cov = torch.cov(x.double().T) + noise**2 * torch.eye(x.shape[1], dtype=torch.float64)
-    ev = torch.linalg.eigvalsh(cov)
-    return -math.inf if float(ev.min()) <= 1e-12 else float(-0.5 * (1.0 / ev).sum())
-
-
-def run_fig1(
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    quick: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-    steps: int = 8000,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    noise_std: float = 0.01,
-) -> dict[str, Any]:
-    """Fig. 1: sliced score matching on data without and with a little Gaussian noise.
-
-    Data: sklearn's 8x8 digits (1,797 images, pixels in {0, 1/16, ..., 1}, three pixels always
-    0). They have no density in R^64, so the score matching objective is unbounded below: the
-    network can make its score ever steeper across the data and the loss diverges. With
-    N(0, noise_std^2 I) noise the data have a smooth density and the objective a finite
-    minimum. Both runs use the same network (unconditional ScoreMLP, 2 hidden layers of 256,
-    softplus), initialisation, minibatches and projections; the loss is SSM-VR with one
-    Gaussian projection. As a yardstick the JSON holds the objective of the best Gaussian
-    score model (``gaussian_model_reference``): -inf (null) without noise, finite with it.
-
-    Args:
-        out_dir: Folder for ``fig1.png`` and ``fig1.json`` (created if missing).
-        seed: Seed of the minibatches, the noise, the projections and the initialisation.
-        quick: Train for 200 steps only.
-        progress: Show tqdm progress bars.
-        device: Torch device for training.
-        steps: Adam steps per run.
-        batch_size: Images per step.
-        lr: Adam learning rate.
-        noise_std: Standard deviation of the perturbation (the paper: 0.01, variance 1e-4).
-
-    Returns:
-        The numbers written to ``fig1.json``.
-    """
-    from sklearn.datasets import load_digits
-
-    out, start = _out_dir(out_dir), time.perf_counter()
-    steps = min(steps, 200) if quick else steps
-    data_x = torch.tensor(load_digits().data / 16.0, dtype=torch.float32)
-    runs: dict[str, Any] = {}
-    curves: dict[str, list[float]] = {}
-    with _one_thread():
-        xs = data_x.to(device)
-        for name, noise in (("unperturbed", 0.0), ("perturbed", noise_std)):
-            model = _new_model(seed, device, activation="softplus", **FIG1_NET)
-            g_batch, g_noise, g_proj = _gen(seed), _gen(seed + 1), _gen(seed + 2)
-
-            def loss_fn(model=model, noise=noise, gens=(g_batch, g_noise, g_proj)):
-                x = xs[randint(xs.shape[0], (batch_size,), xs.device, gens[0])]
-                if noise > 0:
-                    x = x + noise * randn(x.shape, x, gens[1])
-                return sliced_score_matching_loss(
-                    model, x, variance_reduction=True, generator=gens[2]
-                )
-
-            desc = f"fig1 {name}"
-            losses, bad = _train(loss_fn, model, steps, lr=lr, desc=desc, progress=progress)
-            curves[name] = losses
-            runs[name] = {
-                "noise_std": noise,
-                "non_finite_loss_at_step": bad,
-                "gaussian_model_reference": _gaussian_reference(data_x, noise),
-                **_curve_stats(losses),
-            }
-    un, pe = runs["unperturbed"], runs["perturbed"]
-    ratio = {
-        f"{key}_ratio": un[key] / pe[key] if pe.get(key) and key in un else None
-        for key in ("final_loss", "relative_std_last20", "detrended_std_last20")
-    }
-    data = {
-        "figure": "fig1",
-        "description": "sliced score matching loss on 8x8 digits (64-D) without and with "
-        "N(0, noise_std^2 I) noise; fluctuation measured on the last 20% of the steps; "
-        "ratios are unperturbed / perturbed",
-        "runs": runs,
-        "comparison": ratio,
-        "data": {
-            **{"name": "sklearn digits / 16", "n": int(data_x.shape[0]), "dim": 64},
-            "constant_pixels": int((data_x.std(0) == 0).sum()),
-        },
-        "config": {
-            **{"seed": seed, "quick": quick, "steps": steps, "batch_size": batch_size, "lr": lr},
-            "device": device,
-            "model": "ScoreMLP(dim=64, hidden=256, depth=2, softplus, unconditional)",
-            "loss": "sliced_score_matching_loss(variance_reduction=True), 1 Gaussian projection",
-        },
-    }
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    titles = ("data (no noise)", f"data + N(0, {noise_std**2:g} I)")
-    for ax, y, title in zip(fig.subplots(1, 2), curves.values(), titles, strict=True):
-        y = np.asarray(y)
-        ax.plot(np.arange(1, y.size + 1), y, lw=0.4, alpha=0.5, label="loss")
-        w = max(y.size // 50, 1)
-        if y.size >= w:
-            smooth = np.convolve(y, np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(w, y.size + 1), smooth, color="tab:red", label=f"mean of {w}")
-        ax.set_title(f"sliced score matching, {title}", fontsize=10)
-        ax.set(xlabel="training step", ylabel="loss")
-        ax.legend(fontsize=8)
-    return _finish(out, "fig1", fig, data, start)
-
-
-# ------------------------------------------------------------------------------ all
 
 FIGURES: dict[str, Runner] = {"fig1": run_fig1, "fig2": run_fig2, "fig3": run_fig3}
 

@@ -173,3 +173,41 @@ def test_real_process_prints_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_toy_command_writes_figure_and_json(tmp_path, capsys):
+    assert main(["toy", "fig3", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fig3.png").stat().st_size > 0
+    import json
+
+    data = json.loads((tmp_path / "fig3.json").read_text())
+    fractions = {k: v["mode_fractions"][0] for k, v in data["methods"].items()}
+    assert abs(fractions["annealed_langevin"] - 0.2) < 0.05  # the weight-1/5 mode
+    assert fractions["langevin"] > 0.35
+
+
+def test_eval_digits_domain_metrics_via_cli(run, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(run),
+            "--n",
+            "20",
+            "--steps",
+            "1",
+            "--metrics",
+            "classes,dsm,nn",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    import json
+
+    rep = json.loads(out.read_text())
+    assert sum(rep["classes"]["counts"]) == 20 and rep["protocol"]["n_samples"] == 20
+    assert len(rep["dsm"]["per_level"]) == 20

@@ -130,3 +130,32 @@ def test_non_finite_loss_stops_with_step_and_levels(tmp_path, monkeypatch):
             log=skipped.append,
         )
     assert len(skipped) == 3 and all("skipped (" in m for m in skipped)
+
+
+def test_unusable_workdir_and_full_disk_fail_before_training(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(NCSNError, match="cannot create workdir"):
+        train(tiny_config("training.n_iters=2"), blocker / "run", progress=False)
+    import shutil
+
+    import ncsn.workdir
+
+    usage = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr(ncsn.workdir.shutil, "disk_usage", lambda p: usage)
+    with pytest.raises(NCSNError, match="not enough free disk"):
+        train(tiny_config("training.n_iters=2"), tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run").glob("checkpoints/*"))
+
+
+def test_checkpoint_with_other_noise_levels_is_refused(tmp_path):
+    cfg = tiny_config("training.n_iters=2")
+    train(cfg, tmp_path, progress=False, log=lambda m: None)
+    st = read_checkpoint(find_checkpoint(tmp_path))
+    from ncsn.api import check_state_dict
+
+    other = build_model(
+        apply_overrides(load_config(tmp_path / "config.yaml"), ["model.sigma_max=2.0"])
+    )
+    with pytest.raises(CheckpointError, match="other noise levels"):
+        check_state_dict(other, st["model"], "ckpt")

@@ -106,6 +106,14 @@ def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: 
             "different model kind or config"
         )
     for k, v in own.items():
+        if k.endswith("sigmas") and weights[k].shape == v.shape and not torch.allclose(
+            weights[k].to(v), v, rtol=1e-5
+        ):
+            raise CheckpointError(
+                f"checkpoint {where} was trained with other noise levels (sigma from "
+                f"{float(weights[k][0]):.4g} to {float(weights[k][-1]):.4g}, the config has "
+                f"{float(v[0]):.4g} to {float(v[-1]):.4g}); use the config saved with it"
+            )
         if tuple(weights[k].shape) != tuple(v.shape):
             raise CheckpointError(
                 f"checkpoint {where} does not fit this model: {k} has shape "

@@ -229,7 +229,12 @@ def train(
     """
     tune_allocator()
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NCSNError(
+            f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir"
+        ) from None
     if cfg.training.threads:
         torch.set_num_threads(cfg.training.threads)
     device = torch.device(device)

@@ -31,6 +31,7 @@ __all__ = [
     "SigmaLike",
     "as_sigma_batch",
     "validate_sigmas",
+    "init_score_net",
     "nearest_level",
     "check_positive_sigma",
     "SinusoidalEmbedding",
@@ -50,6 +51,28 @@ SigmaLike = Tensor | float
 # --------------------------------------------------------------------------------------
 # sigma helpers
 # --------------------------------------------------------------------------------------
+
+
+def init_score_net(
+    module: nn.Module, channels: int, image_size: int, sigmas: Tensor | Sequence[float]
+) -> Tensor:
+    """Register ``sigmas`` and set the attributes every score network exposes.
+
+    Args:
+        module: The network being built.
+        channels: Image channels.
+        image_size: Image side.
+        sigmas: Noise levels, strictly decreasing.
+
+    Returns:
+        The validated ``sigmas`` buffer.
+    """
+    sig = validate_sigmas(sigmas)
+    module.register_buffer("sigmas", sig)
+    module.channels = channels
+    module.image_size = image_size
+    module.num_levels = int(sig.numel())
+    return sig
 
 
 def validate_sigmas(sigmas: Tensor | Sequence[float], *, allow_empty: bool = False) -> Tensor:

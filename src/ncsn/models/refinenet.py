@@ -39,8 +39,8 @@ from ncsn.models.layers import (
     SigmaLike,
     as_sigma_batch,
     check_positive_sigma,
+    init_score_net,
     nearest_level,
-    validate_sigmas,
 )
 
 __all__ = ["NCSN", "NCSNv2"]
@@ -137,11 +137,7 @@ class NCSN(nn.Module):
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
-        sig = validate_sigmas(sigmas)
-        self.register_buffer("sigmas", sig)
-        self.channels = channels
-        self.image_size = image_size
-        self.num_levels = int(sig.numel())
+        init_score_net(self, channels, image_size, sigmas)
         self.ngf = ngf
         num_levels = self.num_levels
 
@@ -208,11 +204,7 @@ class NCSNv2(nn.Module):
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
-        sig = validate_sigmas(sigmas)
-        self.register_buffer("sigmas", sig)
-        self.channels = channels
-        self.image_size = image_size
-        self.num_levels = int(sig.numel())
+        init_score_net(self, channels, image_size, sigmas)
         self.ngf = ngf
         self.deeper = image_size >= 64 if deeper is None else bool(deeper)
 

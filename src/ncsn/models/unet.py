@@ -37,7 +37,7 @@ from ncsn.models.layers import (
     SinusoidalEmbedding,
     as_sigma_batch,
     check_positive_sigma,
-    validate_sigmas,
+    init_score_net,
 )
 
 __all__ = ["UNet"]
@@ -154,11 +154,7 @@ class UNet(nn.Module):
         if not isinstance(min_resolution, int) or min_resolution < 1:
             raise ConfigError(f"min_resolution must be an integer >= 1, got {min_resolution!r}")
 
-        sig = validate_sigmas(sigmas)
-        self.register_buffer("sigmas", sig)
-        self.channels = channels
-        self.image_size = image_size
-        self.num_levels = int(sig.numel())
+        init_score_net(self, channels, image_size, sigmas)
         self.input_scaling = input_scaling
         self.skip = skip
 

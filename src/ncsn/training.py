@@ -141,20 +141,24 @@ def resolve_config(cfg: Config, train_ds) -> Config:
 
 
 class _Batches:
-    """Shuffled mini-batches from in-memory data, with a resumable position."""
+    """Shuffled mini-batches with a resumable position.
 
-    def __init__(self, images: torch.Tensor, batch_size: int, generator: torch.Generator):
-        self.images, self.bs, self.g = images, batch_size, generator
-        self.perm = torch.randperm(len(images), generator=generator)
+    In-memory splits (digits, MNIST, CIFAR-10) are indexed as uint8/float tensors and converted
+    per batch; file-backed splits (folders, CelebA) are decoded per batch.
+    """
+
+    def __init__(self, ds, batch_size: int, generator: torch.Generator):
+        self.ds, self.bs, self.g = ds, batch_size, generator
+        self.perm = torch.randperm(len(ds), generator=generator)
         self.pos = 0
 
     def next(self) -> torch.Tensor:
         if self.pos + self.bs > len(self.perm):
-            self.perm = torch.randperm(len(self.images), generator=self.g)
+            self.perm = torch.randperm(len(self.ds), generator=self.g)
             self.pos = 0
         idx = self.perm[self.pos : self.pos + self.bs]
         self.pos += self.bs
-        return self.images[idx]
+        return self.ds.get_batch(idx, augment=False)[0]
 
     def state(self) -> dict[str, Any]:
         return {"perm": self.perm, "pos": self.pos, "gen": self.g.get_state()}
@@ -255,9 +259,10 @@ def train(
     )
     ema = EMA(model, t.ema_rate) if t.ema_rate is not None else None
     sigmas = model_sigmas(cfg).to(device)
-    images, _ = as_tensor(train_ds)
     batches = _Batches(
-        images, _batch_size_for(len(images), t.batch_size), torch.Generator().manual_seed(t.seed)
+        train_ds,
+        _batch_size_for(len(train_ds), t.batch_size),
+        torch.Generator().manual_seed(t.seed),
     )
     g_noise = torch.Generator().manual_seed(t.seed + 1)
     step = 0

@@ -76,3 +76,17 @@ def test_find_checkpoint(tmp_path):
     a = save_checkpoint(tmp_path / "checkpoints" / "step_00000001.safetensors", _state())
     assert find_checkpoint(tmp_path) == a
     assert find_checkpoint(a) == a
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    from ncsn.checkpoint import remove_stale_temporaries
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    stale = folder / ".step_00000010.safetensors.ab12cd.tmp"
+    stale.write_bytes(b"partial")
+    keep = save_checkpoint(folder / "step_00000005.safetensors", _state())
+    other = folder / "notes.tmp"
+    other.write_text("user file")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and keep.exists() and other.exists()

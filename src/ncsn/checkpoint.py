@@ -197,6 +197,22 @@ def find_checkpoint(path_or_workdir: str | Path) -> Path:
     raise CheckpointError(f"no checkpoint in {p}; train first (ncsn train --workdir {p})")
 
 
+def remove_stale_temporaries(workdir: str | Path) -> list[Path]:
+    """Delete temporary files that a killed writer left in the checkpoint folder.
+
+    Only files of the form ``.step_*.safetensors.*.tmp`` and ``.latest.*.tmp`` (the names
+    :func:`ncsn.io.atomic_write` gives its temporaries) are removed.
+
+    Returns:
+        The files removed.
+    """
+    folder = checkpoint_dir(workdir)
+    stale = [*folder.glob(".step_*.safetensors.*.tmp"), *folder.glob(f".{LATEST}.*.tmp")]
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return stale
+
+
 def write_latest(workdir: str | Path, checkpoint: Path) -> None:
     """Point ``checkpoints/latest`` at ``checkpoint`` (atomically)."""
     with atomic_write(checkpoint_dir(workdir) / LATEST, "w") as f:

@@ -245,6 +245,8 @@ def train(
     train_ds, val_ds = _resolve_data(cfg, dataset)
     cfg = resolve_config(cfg, train_ds)
     resuming = prepare_workdir(workdir, cfg, resume, overwrite)
+    for f in ckpt.remove_stale_temporaries(workdir):
+        log(f"removed {f.name}, an incomplete checkpoint left by an interrupted run")
 
     torch.manual_seed(cfg.training.seed)
     model = build_model(cfg).to(device)

@@ -49,13 +49,18 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=3)
     p.add_argument("--eval-reps", type=int, default=3)
     p.add_argument("--out", type=Path, default=HERE / "results.json")
-    p.add_argument("--no-baseline", action="store_true", help="skip the glibc-default runs")
+    p.add_argument(
+        "--baseline-cases",
+        default="unet-digits,unet-mnist-cpu,ncsn-mnist",
+        help="cases also run with glibc's default allocator ('all' or a list)",
+    )
     a = p.parse_args()
     start = time.time()
     rows = []
     for case in a.cases.split(","):
         tuned = _run(case, True, a)
-        base = None if a.no_baseline else _run(case, False, a)
+        wanted = a.baseline_cases == "all" or case in a.baseline_cases.split(",")
+        base = _run(case, False, a) if wanted else None
         rows.append({"tuned": tuned, "glibc_default": base})
         print(f"done {case}", file=sys.stderr)
     head = (
@@ -81,6 +86,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
         "seconds": round(time.time() - start, 1),
+        "command": " ".join(sys.argv),
         "results": rows,
     }
     a.out.write_text(json.dumps(report, indent=1))

@@ -106,8 +106,10 @@ def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: 
             "different model kind or config"
         )
     for k, v in own.items():
-        if k.endswith("sigmas") and weights[k].shape == v.shape and not torch.allclose(
-            weights[k].to(v), v, rtol=1e-5
+        if (
+            k.endswith("sigmas")
+            and weights[k].shape == v.shape
+            and not torch.allclose(weights[k].to(v), v, rtol=1e-5)
         ):
             raise CheckpointError(
                 f"checkpoint {where} was trained with other noise levels (sigma from "

@@ -13,27 +13,42 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from ncsn.api import load_checkpoint, sample
+from ncsn.checkpoint import find_checkpoint
 from ncsn.io import atomic_write
 from ncsn.metrics import evaluate
 
+CONTINUOUS_SIGMA = ("unet", "ncsnv2", "mlp")  # models that accept any sigma, not only their L
+
 
 def settings(cfg) -> list[dict]:
-    """The sampler settings compared: the config's own, with/without denoising, fewer steps."""
+    """The sampler settings compared.
+
+    The paper's 10x100 schedule (10 geometric levels over the model's sigma range, T=100,
+    eps=4e-5, i.e. the official step_lr=2e-5) with and without denoising, and at T=10, when
+    the model accepts any sigma; the config's own L x T, with/without denoising and at fewer
+    steps; then the one-step-per-level samplers.
+    """
     L, T = cfg.model.num_levels, cfg.sampling.n_steps_each
-    out = [
+    out = []
+    if cfg.model.name in CONTINUOUS_SIGMA and (L, T) != (10, 100):
+        paper = {"sampler": "ald", "num_levels": 10, "eps": 4e-5}
+        out += [
+            {"label": "ALD 10x100 (paper), denoise", **paper, "n_steps_each": 100, "denoise": True},
+            {"label": "ALD 10x100 (paper), no denoise", **paper, "n_steps_each": 100},
+            {"label": "ALD 10x10, denoise", **paper, "n_steps_each": 10, "denoise": True},
+        ]
+    out += [
         {"label": f"ALD {L}x{T}, denoise", "sampler": "ald", "n_steps_each": T, "denoise": True},
-        {
-            "label": f"ALD {L}x{T}, no denoise",
-            "sampler": "ald",
-            "n_steps_each": T,
-            "denoise": False,
-        },
+        {"label": f"ALD {L}x{T}, no denoise", "sampler": "ald", "n_steps_each": T},
     ]
     for t in sorted({max(1, T // 2), 1} - {T}, reverse=True):
         out.append(
@@ -43,12 +58,26 @@ def settings(cfg) -> list[dict]:
         {"label": f"CAS {L}x1, denoise", "sampler": "cas", "denoise": True},
         {"label": f"ancestral {L}x1, denoise", "sampler": "ancestral", "denoise": True},
     ]
+    for s in out:
+        s.setdefault("denoise", False)
     return out
+
+
+def with_setting(cfg, s: dict):
+    """The config with one sampler setting applied."""
+    levels = s.get("num_levels", cfg.model.num_levels)
+    samp = {k: v for k, v in s.items() if k not in ("label", "num_levels")}
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, num_levels=levels),
+        sampling=dataclasses.replace(cfg.sampling, **samp),
+    )
 
 
 def nfe(cfg, s: dict) -> int:
     """Network evaluations per sample."""
-    steps = cfg.model.num_levels * (s.get("n_steps_each", 1) if s["sampler"] == "ald" else 1)
+    levels = s.get("num_levels", cfg.model.num_levels)
+    steps = levels * (s.get("n_steps_each", 1) if s["sampler"] == "ald" else 1)
     if s["sampler"] == "ancestral":
         steps -= 1
     return steps + int(s["denoise"])
@@ -62,11 +91,12 @@ def main() -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
+    t0 = time.time()
     model, cfg = load_checkpoint(a.checkpoint)
+    ckpt_file = find_checkpoint(a.checkpoint)
     rows = []
     for s in settings(cfg):
-        samp = dataclasses.replace(cfg.sampling, **{k: v for k, v in s.items() if k != "label"})
-        c = dataclasses.replace(cfg, sampling=samp)
+        c = with_setting(cfg, s)
         start = time.perf_counter()
         x = sample(model, c, a.n, seed=a.seed)
         seconds = time.perf_counter() - start
@@ -80,6 +110,9 @@ def main() -> None:
         )
         row = {
             "label": s["label"],
+            "levels": c.model.num_levels,
+            "steps_each": c.sampling.n_steps_each if s["sampler"] == "ald" else 1,
+            "eps": c.sampling.eps if s["sampler"] == "ald" else None,
             "nfe": nfe(cfg, s),
             "seconds": round(seconds, 1),
             "dfid": round(rep["dfid"], 3),
@@ -93,10 +126,15 @@ def main() -> None:
     with atomic_write(a.out, "w") as f:
         json.dump(
             {
+                "command": " ".join(["python", *sys.argv]),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                 "checkpoint": str(a.checkpoint),
+                "checkpoint_file": ckpt_file.name,
+                "reference": "test split, shipped domain classifier features",
                 "n": a.n,
                 "seed": a.seed,
                 "threads": torch.get_num_threads(),
+                "seconds_total": round(time.time() - t0, 1),
                 "rows": rows,
             },
             f,

@@ -1,8 +1,9 @@
-"""Shared helpers: exact scores of Gaussians and Gaussian mixtures (closed forms)."""
+"""Shared fixtures. Closed-form scores live in ``closed_forms.py``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,31 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NCSN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def gaussian_score(mean: float, std: float):
-    """Score of N(mean, std^2 I) perturbed by N(0, sigma^2 I): -(x - mean)/(std^2 + sigma^2)."""
-
-    def score_fn(x, sigma):
-        var = std**2 + sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2
-        return -(x - mean) / var
-
-    return score_fn
-
-
-def mixture_score(means: torch.Tensor, weights: torch.Tensor, std: float = 1.0):
-    """Exact score of sum_k w_k N(mu_k, (std^2 + sigma^2) I) in R^D, per-example sigma."""
-
-    def score_fn(x, sigma):
-        var = (std**2 + sigma**2).reshape(-1, 1, 1)  # (B,1,1)
-        diff = x[:, None, :] - means[None].to(x)  # (B,K,D)
-        logp = torch.log(weights.to(x))[None] - 0.5 * (diff**2).sum(-1) / var[:, :, 0]
-        resp = torch.softmax(logp, dim=1)  # (B,K)
-        return -(resp[..., None] * diff).sum(1) / var[:, :, 0]
-
-    return score_fn
-
-
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").exists():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_for_model_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run the (tiny) model tests on one intra-op thread.
+
+    With batches of 1-3 small images threading buys nothing, and on a busy 2-core machine
+    OpenMP worker threads that wait on each other made these tests ~20x slower.
+    """
+    if "models" not in Path(str(request.node.path)).parts:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

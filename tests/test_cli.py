@@ -211,3 +211,27 @@ def test_eval_digits_domain_metrics_via_cli(run, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert sum(rep["classes"]["counts"]) == 20 and rep["protocol"]["n_samples"] == 20
     assert len(rep["dsm"]["per_level"]) == 20
+
+
+def test_eval_reference_split_via_cli(tmp_path, capsys):
+    """The test images scored against the test split have dFID 0 (identical feature
+    statistics); against the train split it is positive; the report records the split."""
+    import json
+
+    from ncsn.data import as_tensor, get_dataset
+    from ncsn.imaging import save_npz
+
+    test_images = as_tensor(get_dataset("digits", split="test"))[0]
+    save_npz(tmp_path / "test.npz", test_images)
+    dfid = {}
+    for split in ("test", "train"):
+        out = tmp_path / f"{split}.json"
+        args = ["eval", "--samples", str(tmp_path / "test.npz"), "--data", "digits"]
+        args += ["--n", str(len(test_images)), "--metrics", "dfid", "--ref-split", split]
+        rc = main([*args, "--out", str(out), "--device", "cpu"])
+        assert rc == 0, capsys.readouterr().err
+        rep = json.loads(out.read_text())
+        assert rep["protocol"]["reference"]["split"] == split
+        dfid[split] = rep["dfid"]
+    assert abs(dfid["test"]) < 1e-3
+    assert dfid["train"] > 10 * max(abs(dfid["test"]), 1e-4)

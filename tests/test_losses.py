@@ -14,7 +14,7 @@ from ncsn.losses import (
 )
 from ncsn.schedules import geometric_sigmas
 
-from conftest import gaussian_score
+from closed_forms import gaussian_score
 
 D, STD, MEAN = 3, 0.7, 0.5
 

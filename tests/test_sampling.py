@@ -16,7 +16,7 @@ from ncsn.sampling import (
 )
 from ncsn.schedules import geometric_sigmas
 
-from conftest import gaussian_score, mixture_score
+from closed_forms import gaussian_score, mixture_score
 
 
 def _gen(seed):

@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model: FID/IS/KID, domain metrics, DSM loss, NN")
     p.add_argument("--checkpoint", help="checkpoint file or run folder (needed for dsm/sampling)")
     p.add_argument("--data", help="reference data set (default: the run's)")
+    p.add_argument(
+        "--ref-split",
+        choices=["train", "test"],
+        default="train",
+        help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
+    )
     p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
     p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
@@ -329,12 +335,14 @@ def _cmd_eval(a) -> int:
             raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
         from ncsn.api import sample
 
-        samples = sample(model, cfg, a.n, seed=a.seed, progress=True)
+        samples = sample(model, cfg, a.n, seed=a.seed, batch_size=a.batch_size, progress=True)
     dataset = a.data or (cfg.data.dataset if cfg else None)
     if dataset is None:
         raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
     from ncsn.api import model_sigmas
+    from ncsn.transforms import preprocess
 
+    logit = bool(cfg and cfg.data.logit_transform)
     report = evaluate(
         samples,
         metrics=metrics,
@@ -344,7 +352,10 @@ def _cmd_eval(a) -> int:
         sigmas=model_sigmas(cfg) if cfg else None,
         inception_weights=a.inception_weights,
         seed=a.seed,
+        batch_size=a.batch_size or 100,
         out_dir=a.out.parent,
+        ref_split=a.ref_split,
+        dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True)) if logit else None,
     )
     from ncsn.io import atomic_write
 

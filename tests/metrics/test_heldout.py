@@ -10,7 +10,7 @@ import torch
 
 from ncsn.metrics.heldout import heldout_dsm_loss, image_noise
 
-from conftest import gaussian_score
+from closed_forms import gaussian_score
 
 SIGMAS = torch.tensor([1.0, 0.5, 0.25, 0.1])
 

@@ -78,3 +78,15 @@ def test_neighbour_grid_and_evaluate_nn(tmp_path):
     assert (tmp_path / "nn_grid.png").is_file() and out["nn"]["grid"].endswith("nn_grid.png")
     assert out["protocol"]["nn"]["n"] == len(digits_train)
     assert np.isfinite(out["nn"]["mean"])
+    nn = out["nn"]
+    assert np.array(nn["distances"]).shape == (5, 3) and nn["distances"][0][0] == 0.0
+    assert nn["indices"][1][0] == 1  # the copy of training image 1 finds image 1
+    assert nn["feature"]["min"] < 1e-4  # copies are copies in feature space too
+    assert nn["feature"]["indices"][0][0] == 0 and np.array(nn["feature"]["indices"]).shape == (
+        5,
+        3,
+    )
+    assert (tmp_path / "nn_grid_feature.png").is_file()
+    # The two copies sit nearer the training set than any held-out image; noise does not.
+    assert nn["closer_than_any_test"] == 2
+    assert 0 < nn["test_to_train"]["min"] <= nn["test_to_train"]["median"]

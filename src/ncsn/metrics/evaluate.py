@@ -8,7 +8,9 @@ Metric names:
   ``mnist`` only; see :mod:`ncsn.metrics.domain`);
 * ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
   and ``sigmas``; see :mod:`ncsn.metrics.heldout`);
-* ``nn``: nearest training images of each sample (pixel L2), with a PNG grid in ``out_dir``.
+* ``nn``: nearest training images of each sample (pixel L2, and classifier features where a
+  domain classifier exists), with a PNG grid in ``out_dir`` and held-out test images as the
+  yardstick of "not a copy".
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def evaluate(
             (random weights: exercises the code, meaningless numbers).
         seed: Seed of the KID subsets and of the ``dsm`` noise.
         batch_size: Images per forward pass.
-        out_dir: Folder for ``nn_grid.png`` (no grid when ``None``).
+        out_dir: Folder for ``nn_grid.png`` and ``nn_grid_feature.png`` (none when ``None``).
         progress: Show tqdm progress bars.
         ref_split: Split giving the reference statistics for FID/KID/dFID/dKID.
         dsm_transform: Map test images from [0, 1] to the model's input space for ``dsm``
@@ -179,10 +181,13 @@ def evaluate(
         A dict with one key per requested metric: ``fid``, ``dfid`` (float); ``is``, ``kid``,
         ``dis``, ``dkid`` (``{"mean", "std"}``); ``classes`` (``counts``, ``fractions``,
         ``confidence``, ``tv_from_uniform``); ``dsm`` (``loss``, ``per_level``, ``counts``,
-        ``n``, ``seed``); ``nn`` (``k``, ``mean``, ``median``, ``min`` of the nearest
-        distances, ``grid`` path or ``None``). Plus ``protocol``: number of samples, data set,
-        reference split and size, extractor (Inception weights file and hash, or
-        ``random-init``; classifier and its test accuracy) and seed.
+        ``n``, ``seed``); ``nn`` (``k``, ``mean``, ``median``, ``min`` of the nearest pixel
+        distances, ``distances`` and ``indices`` (N, k), ``grid`` path or ``None``,
+        ``feature`` (the same in classifier-feature space, digits/MNIST), ``test_to_train``
+        (the same for held-out test images) and ``closer_than_any_test`` (samples nearer a
+        training image than every test image: suspected copies)). Plus ``protocol``: number
+        of samples, data set, reference split and size, extractor (Inception weights file
+        and hash, or ``random-init``; classifier and its test accuracy) and seed.
 
     Raises:
         ConfigError: Unknown metric names or missing inputs for ``dsm``.
@@ -303,8 +308,25 @@ def evaluate(
         protocol["dsm"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
 
     if "nn" in names:
-        result["nn"] = _nn_metric(samples, reference("train", None), nn_k, batch_size, out_dir)
-        protocol["nn"] = {"split": "train", "space": "pixel L2", "n": len(refs["train:None"])}
+        feature_fn = None
+        if str(dataset).strip().lower() in CLASSIFIER_CONFIGS:
+            feature_fn = load_classifier(str(dataset).strip().lower(), device=device).features
+        train_images = reference("train", None)
+        result["nn"] = _nn_metric(
+            samples,
+            train_images,
+            reference("test", n_ref),
+            feature_fn,
+            nn_k,
+            batch_size,
+            out_dir,
+            device,
+        )
+        protocol["nn"] = {
+            "split": "train",
+            "space": "pixel L2" + (", classifier features" if feature_fn else ""),
+            "n": len(train_images),
+        }
 
     result["protocol"] = protocol
     return result
@@ -326,24 +348,49 @@ def _dataset_key(dataset: str) -> str:
 def _nn_metric(
     samples: torch.Tensor,
     train: torch.Tensor,
+    test: torch.Tensor | None,
+    feature_fn: Callable[[torch.Tensor], torch.Tensor] | None,
     k: int,
     batch_size: int,
     out_dir: str | os.PathLike | None,
+    device: str | torch.device,
 ) -> dict:
+    """Nearest training images of the samples, with held-out test images as the yardstick.
+
+    A sample closer (in pixels) to a training image than any test image is to the training
+    set is counted as a suspected copy.
+    """
     if samples.shape[1:] != train.shape[1:]:
         raise ShapeError(
             f"nn compares pixels: samples are {tuple(samples.shape[1:])} but training images "
             f"are {tuple(train.shape[1:])}"
         )
-    dist, idx = nearest_neighbours(samples, train, k=k, batch_size=batch_size)
+
+    def summary(d: torch.Tensor) -> dict:
+        d = d.double()
+        return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
+
+    dist, idx = nearest_neighbours(samples, train, k=k, batch_size=batch_size, device=device)
     grid = None
     if out_dir is not None:
         grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / "nn_grid.png"))
-    nearest = dist[:, 0].double()
-    return {
-        "k": int(k),
-        "mean": float(nearest.mean()),
-        "median": float(nearest.median()),
-        "min": float(nearest.min()),
-        "grid": grid,
-    }
+    out = {"k": int(k), **summary(dist[:, 0]), "grid": grid}
+    out["distances"] = [[round(float(v), 4) for v in row] for row in dist]
+    out["indices"] = idx.tolist()
+    if feature_fn is not None:
+        fdist, fidx = nearest_neighbours(samples, train, k=k, feature_fn=feature_fn, device=device)
+        fgrid = None
+        if out_dir is not None:
+            fgrid = save_neighbour_grid(samples, train, fidx, Path(out_dir) / "nn_grid_feature.png")
+        out["feature"] = {**summary(fdist[:, 0]), "grid": None if fgrid is None else str(fgrid)}
+        out["feature"]["distances"] = [[round(float(v), 4) for v in row] for row in fdist]
+        out["feature"]["indices"] = fidx.tolist()
+    if test is not None and len(test):
+        test = test[: len(samples)]
+        tdist, _ = nearest_neighbours(test, train, k=1, batch_size=batch_size, device=device)
+        out["test_to_train"] = {"n": int(len(test)), **summary(tdist[:, 0])}
+        if feature_fn is not None:
+            tf, _ = nearest_neighbours(test, train, k=1, feature_fn=feature_fn, device=device)
+            out["test_to_train"]["feature"] = summary(tf[:, 0])
+        out["closer_than_any_test"] = int((dist[:, 0] < tdist[:, 0].min()).sum())
+    return out

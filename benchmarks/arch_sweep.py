@@ -5,7 +5,7 @@ Each candidate trains with the config's optimiser and data for ``--minutes`` of 
 (alone on the machine: run nothing else meanwhile), then its raw weights (EMA needs longer
 runs to catch up) are scored on ``--n-test`` test images. Lower is better.
 
-    python benchmarks/arch_sweep.py --config mnist-cpu --minutes 4 \
+    python benchmarks/arch_sweep.py --config mnist-cpu --minutes 5 \
         --out docs/results/arch_sweep_mnist.json
 """
 

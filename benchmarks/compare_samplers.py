@@ -5,7 +5,9 @@ with the domain metrics of the shipped classifier (dFID against the test split, 
 histogram, confidence). Writes a JSON table and a plot (dFID vs network evaluations).
 
     python benchmarks/compare_samplers.py --checkpoint runs/mnist-cpu --n 1000 \
-        --out docs/results/samplers_mnist.json
+        --out docs/results/mnist/samplers.json
+    python benchmarks/compare_samplers.py --checkpoint runs/mnist-cpu --plot-only \
+        --out docs/results/mnist/samplers.json    # redraw the plot from the JSON
 """
 
 from __future__ import annotations
@@ -83,6 +85,38 @@ def nfe(cfg, s: dict) -> int:
     return steps + int(s["denoise"])
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """dFID (log scale) against network evaluations per sample, one marker per setting."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.add_subplot()
+    markers = {"ALD": "o", "CAS": "s", "ancestral": "^"}
+    colours: dict[str, str] = {}  # one colour per setting, hollow marker without denoising
+    for r in rows:
+        setting = r["label"].split(",")[0]
+        colour = colours.setdefault(setting, f"C{len(colours)}")
+        hollow = "no denoise" in r["label"]
+        ax.scatter(
+            r["nfe"],
+            r["dfid"],
+            marker=markers.get(setting.split()[0], "D"),
+            facecolors="none" if hollow else colour,
+            edgecolors=colour,
+            label=f"{r['label']}: {r['dfid']:.1f}",
+            s=40,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("network evaluations per sample (log)")
+    ax.set_ylabel("domain FID vs test split (log, lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
@@ -90,7 +124,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--plot-only", action="store_true", help="redraw the plot from an existing --out JSON"
+    )
     a = p.parse_args()
+    if a.plot_only:
+        plot(json.loads(a.out.read_text())["rows"], a.out.with_suffix(".png"))
+        return
     t0 = time.time()
     model, cfg = load_checkpoint(a.checkpoint)
     ckpt_file = find_checkpoint(a.checkpoint)
@@ -140,19 +180,7 @@ def main() -> None:
             f,
             indent=1,
         )
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 3.5))
-    ax = fig.add_subplot()
-    for r in rows:
-        ax.scatter(r["nfe"], r["dfid"])
-        ax.annotate(r["label"], (r["nfe"], r["dfid"]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("network evaluations per sample")
-    ax.set_ylabel("domain FID (lower is better)")
-    fig.tight_layout()
-    with atomic_write(a.out.with_suffix(".png"), "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
+    plot(rows, a.out.with_suffix(".png"))
     print(f"wrote {a.out} and {a.out.with_suffix('.png')}")
 
 

@@ -5,7 +5,7 @@
 #   bash benchmarks/results.sh mnist    # needs runs/mnist-cpu (ncsn train --config mnist-cpu) and
 #                                       # MNIST under $NCSN_DATA_ROOT (default ../shared/data)
 # Writes docs/results/NAME/: samples.png, report.json (vs the test split), report_vs_train.json,
-# nn_grid.png, samplers.json/.png, real_train_images.json (1000 real training images scored
+# report_nn_grid*.png, samplers.json/.png, real_train_images.json (1000 real training images scored
 # the same way: the best a model can get at this N).
 set -euo pipefail
 BIN=${BIN:-.venv/bin}

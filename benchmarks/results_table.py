@@ -24,7 +24,12 @@ def quality_table(folders: list[Path]) -> str:
     for folder in folders:
         rep, vs_train = _load(folder / "report.json"), _load(folder / "report_vs_train.json")
         real = _load(folder / "real_train_images.json")
-        for label, r, t in ((folder.name, rep, vs_train), (f"{folder.name}: real", real, None)):
+        runs = [(folder.name, rep, vs_train)]
+        for extra in sorted(folder.glob("report_*.json")):  # other samplers, e.g. report_ancestral
+            if extra.name != "report_vs_train.json":
+                runs.append((f"{folder.name}: {extra.stem[len('report_') :]}", _load(extra), None))
+        runs.append((f"{folder.name}: real", real, None))
+        for label, r, t in runs:
             if r is None:
                 continue
             frac = r["classes"]["fractions"]

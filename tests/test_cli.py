@@ -211,6 +211,25 @@ def test_eval_digits_domain_metrics_via_cli(run, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert sum(rep["classes"]["counts"]) == 20 and rep["protocol"]["n_samples"] == 20
     assert len(rep["dsm"]["per_level"]) == 20
+    # How the samples were made is part of the protocol.
+    made = rep["protocol"]["samples"]
+    assert made["sampler"] == "ald" and made["n_steps_each"] == 1 and made["weights"] == "ema"
+    assert made["checkpoint"].endswith(".safetensors") and made["seed"] == 0
+    # The neighbour grids are named after the report: a second report in the same folder
+    # (here from saved samples) leaves the first one's grids alone.
+    grid = tmp_path / "report_nn_grid.png"
+    assert rep["nn"]["grid"] == str(grid) and (tmp_path / "report_nn_grid_feature.png").is_file()
+    before = grid.read_bytes()
+    from ncsn.imaging import save_npz
+
+    save_npz(tmp_path / "noise.npz", torch.rand(5, 1, 8, 8))
+    other = ["eval", "--samples", str(tmp_path / "noise.npz"), "--data", "digits", "--n", "5"]
+    rc = main([*other, "--metrics", "nn", "--out", str(tmp_path / "other.json")])
+    assert rc == 0, capsys.readouterr().err
+    assert grid.read_bytes() == before and (tmp_path / "other_nn_grid.png").is_file()
+    assert json.loads((tmp_path / "other.json").read_text())["protocol"]["samples"] == {
+        "file": str(tmp_path / "noise.npz")
+    }
 
 
 def test_eval_reference_split_via_cli(tmp_path, capsys):

@@ -330,12 +330,25 @@ def _cmd_eval(a) -> int:
         from ncsn.imaging import load_npz
 
         samples = load_npz(a.samples)[: a.n]
+        made = {"file": str(a.samples)}
     else:
         if model is None:
             raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
         from ncsn.api import sample
+        from ncsn.checkpoint import find_checkpoint
 
         samples = sample(model, cfg, a.n, seed=a.seed, batch_size=a.batch_size, progress=True)
+        sp = cfg.sampling
+        made = {
+            "checkpoint": str(find_checkpoint(a.checkpoint)),
+            "weights": "raw" if a.no_ema else "ema",
+            "sampler": sp.sampler,
+            "levels": cfg.model.num_levels,
+            "n_steps_each": sp.n_steps_each if sp.sampler == "ald" else 1,
+            "eps": sp.eps if sp.sampler == "ald" else None,
+            "denoise": sp.denoise,
+            "seed": a.seed,
+        }
     dataset = a.data or (cfg.data.dataset if cfg else None)
     if dataset is None:
         raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
@@ -354,9 +367,11 @@ def _cmd_eval(a) -> int:
         seed=a.seed,
         batch_size=a.batch_size or 100,
         out_dir=a.out.parent,
+        nn_grid_name=f"{a.out.stem}_nn_grid",
         ref_split=a.ref_split,
         dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True)) if logit else None,
     )
+    report["protocol"]["samples"] = made
     from ncsn.io import atomic_write
 
     with atomic_write(a.out, "w") as f:

@@ -144,6 +144,7 @@ def evaluate(
     ref_split: str = "train",
     dsm_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     nn_k: int = 3,
+    nn_grid_name: str = "nn_grid",
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     device: str | torch.device | None = None,
@@ -166,12 +167,14 @@ def evaluate(
             (random weights: exercises the code, meaningless numbers).
         seed: Seed of the KID subsets and of the ``dsm`` noise.
         batch_size: Images per forward pass.
-        out_dir: Folder for ``nn_grid.png`` and ``nn_grid_feature.png`` (none when ``None``).
+        out_dir: Folder for the ``nn`` grids (none when ``None``).
         progress: Show tqdm progress bars.
         ref_split: Split giving the reference statistics for FID/KID/dFID/dKID.
         dsm_transform: Map test images from [0, 1] to the model's input space for ``dsm``
             (e.g. the logit transform); identity when ``None``.
         nn_k: Neighbours per sample for ``nn``.
+        nn_grid_name: File stem of the ``nn`` grids: ``NAME.png`` (pixel space) and
+            ``NAME_feature.png`` (classifier features) in ``out_dir``.
         kid_subsets: KID subsets.
         kid_subset_size: KID subset size.
         device: Where networks run (default CUDA when available, else CPU).
@@ -320,6 +323,7 @@ def evaluate(
             nn_k,
             batch_size,
             out_dir,
+            nn_grid_name,
             device,
         )
         protocol["nn"] = {
@@ -353,6 +357,7 @@ def _nn_metric(
     k: int,
     batch_size: int,
     out_dir: str | os.PathLike | None,
+    grid_name: str,
     device: str | torch.device,
 ) -> dict:
     """Nearest training images of the samples, with held-out test images as the yardstick.
@@ -373,7 +378,7 @@ def _nn_metric(
     dist, idx = nearest_neighbours(samples, train, k=k, batch_size=batch_size, device=device)
     grid = None
     if out_dir is not None:
-        grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / "nn_grid.png"))
+        grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / f"{grid_name}.png"))
     out = {"k": int(k), **summary(dist[:, 0]), "grid": grid}
     out["distances"] = [[round(float(v), 4) for v in row] for row in dist]
     out["indices"] = idx.tolist()
@@ -381,7 +386,8 @@ def _nn_metric(
         fdist, fidx = nearest_neighbours(samples, train, k=k, feature_fn=feature_fn, device=device)
         fgrid = None
         if out_dir is not None:
-            fgrid = save_neighbour_grid(samples, train, fidx, Path(out_dir) / "nn_grid_feature.png")
+            fpath = Path(out_dir) / f"{grid_name}_feature.png"
+            fgrid = save_neighbour_grid(samples, train, fidx, fpath)
         out["feature"] = {**summary(fdist[:, 0]), "grid": None if fgrid is None else str(fgrid)}
         out["feature"]["distances"] = [[round(float(v), 4) for v in row] for row in fdist]
         out["feature"]["indices"] = fidx.tolist()

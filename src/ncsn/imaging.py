@@ -1,4 +1,6 @@
-"""Image files in and out: grids, PNG and GIF output, inpainting masks, sample ``.npz`` files.
+"""Image files in and out: grids, PNG and GIF output, sample ``.npz`` files, image folders.
+
+Inpainting masks live in :mod:`ncsn.masks` (re-exported here).
 
 All writers check the output folder first (:func:`ncsn.io.check_output_path`) and write
 atomically (:func:`ncsn.io.atomic_write`). Images are float tensors (N, C, H, W) in [0, 1].
@@ -18,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ncsn.errors import ConfigError, DataError
 from ncsn.io import atomic_write, check_output_path
+from ncsn.masks import MASK_SPECS, make_mask
 
 __all__ = [
     "MASK_SPECS",
@@ -37,7 +40,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
 ]
 
-MASK_SPECS = ("left-half", "right-half", "top-half", "bottom-half", "centre", "random")
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
 IMAGE_EXTENSIONS = (
     ".png",
@@ -177,79 +179,6 @@ def save_gif(
             optimize=False,
         )
     return path
-
-
-def make_mask(
-    spec: str | Path,
-    *,
-    shape: tuple[int, ...],
-    generator: torch.Generator | None = None,
-    fraction: float = 0.5,
-) -> torch.Tensor:
-    """Build an inpainting mask with 1 = observed pixel, 0 = pixel to fill in.
-
-    Args:
-        spec: ``left-half`` (left half observed, right half occluded), ``right-half``,
-            ``top-half``, ``bottom-half``, ``centre``/``center`` (central square of half the
-            side occluded), ``random`` (each pixel observed with probability ``fraction``) or
-            the path of a PNG (white = observed; converted to gray, resized with nearest
-            neighbour, thresholded at 0.5).
-        shape: Image shape (C, H, W) (or (H, W)).
-        generator: Generator for ``random``.
-        fraction: Observed probability for ``random``.
-
-    Returns:
-        Float tensor (1, H, W) of 0s and 1s, broadcastable over channels.
-
-    Raises:
-        DataError: Unknown spec, or a PNG that is missing or unreadable.
-    """
-    if len(shape) not in (2, 3) or min(int(s) for s in shape) < 1:
-        raise ValueError(f"mask shape must be (C, H, W) or (H, W), got {shape!r}")
-    h, w = int(shape[-2]), int(shape[-1])
-    key = str(spec).strip().lower().replace("_", "-")
-    mask = torch.zeros(1, h, w)
-    if key == "left-half":
-        mask[..., : w // 2] = 1.0
-    elif key == "right-half":
-        mask[..., w // 2 :] = 1.0
-    elif key == "top-half":
-        mask[:, : h // 2, :] = 1.0
-    elif key == "bottom-half":
-        mask[:, h // 2 :, :] = 1.0
-    elif key in ("centre", "center"):
-        mask.fill_(1.0)
-        sh, sw = max(1, h // 2), max(1, w // 2)
-        top, left = (h - sh) // 2, (w - sw) // 2
-        mask[:, top : top + sh, left : left + sw] = 0.0
-    elif key == "random":
-        if not 0.0 <= float(fraction) <= 1.0:
-            raise ConfigError(f"mask fraction must be in [0, 1], got {fraction!r}")
-        dev = generator.device if generator is not None else None
-        u = torch.rand((1, h, w), generator=generator, device=dev).cpu()
-        mask = (u < float(fraction)).float()
-    elif isinstance(spec, Path) or key.endswith(".png") or Path(str(spec)).is_file():
-        mask = _png_mask(Path(spec), h, w)
-    else:
-        raise DataError(
-            f"unknown mask {str(spec)!r}; use one of {', '.join(MASK_SPECS)} "
-            "or the path of a PNG (white = observed)"
-        )
-    return mask
-
-
-def _png_mask(path: Path, h: int, w: int) -> torch.Tensor:
-    if not path.is_file():
-        raise DataError(f"mask file {path} not found; give an existing PNG (white = observed)")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.NEAREST)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot read mask file {path} ({type(e).__name__}); give a PNG") from None
-    return torch.from_numpy((arr >= 0.5).astype(np.float32)).unsqueeze(0)
 
 
 def save_npz(path: str | Path, samples: torch.Tensor | np.ndarray, **extra: Any) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ncsn.api import load_checkpoint, sample
+from ncsn.api import load_checkpoint, sample, sampler_settings
 from ncsn.checkpoint import find_checkpoint
 from ncsn.io import atomic_write
 from ncsn.metrics import evaluate
@@ -74,15 +74,6 @@ def with_setting(cfg, s: dict):
         model=dataclasses.replace(cfg.model, num_levels=levels),
         sampling=dataclasses.replace(cfg.sampling, **samp),
     )
-
-
-def nfe(cfg, s: dict) -> int:
-    """Network evaluations per sample."""
-    levels = s.get("num_levels", cfg.model.num_levels)
-    steps = levels * (s.get("n_steps_each", 1) if s["sampler"] == "ald" else 1)
-    if s["sampler"] == "ancestral":
-        steps -= 1
-    return steps + int(s["denoise"])
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -137,6 +128,7 @@ def main() -> None:
     rows = []
     for s in settings(cfg):
         c = with_setting(cfg, s)
+        run = sampler_settings(c)
         start = time.perf_counter()
         x = sample(model, c, a.n, seed=a.seed)
         seconds = time.perf_counter() - start
@@ -150,10 +142,10 @@ def main() -> None:
         )
         row = {
             "label": s["label"],
-            "levels": c.model.num_levels,
-            "steps_each": c.sampling.n_steps_each if s["sampler"] == "ald" else 1,
-            "eps": c.sampling.eps if s["sampler"] == "ald" else None,
-            "nfe": nfe(cfg, s),
+            "levels": run["levels"],
+            "steps_each": run["n_steps_each"],
+            "eps": run["eps"],
+            "nfe": run["nfe"],
             "seconds": round(seconds, 1),
             "dfid": round(rep["dfid"], 3),
             "confidence": round(rep["classes"]["confidence"], 4),

@@ -23,13 +23,47 @@ from ncsn.sampling import annealed_langevin_inpainting, get_sampler
 from ncsn.schedules import geometric_sigmas
 from ncsn.transforms import postprocess
 
-__all__ = ["build_model", "load_checkpoint", "sample", "inpaint", "model_sigmas", "init_noise"]
+__all__ = [
+    "build_model",
+    "load_checkpoint",
+    "sample",
+    "inpaint",
+    "model_sigmas",
+    "init_noise",
+    "sampler_settings",
+]
 
 
 def model_sigmas(cfg: Config) -> torch.Tensor:
     """The config's noise levels sigma_1 > ... > sigma_L."""
     m = cfg.model
     return geometric_sigmas(m.sigma_max, m.sigma_min, m.num_levels)
+
+
+def sampler_settings(cfg: Config) -> dict[str, Any]:
+    """What the configured sampler does, in the form reports record it.
+
+    Args:
+        cfg: The config; its ``sampling`` section and number of levels are used.
+
+    Returns:
+        ``sampler``, ``levels`` (L), ``n_steps_each`` (T for ``ald``, 1 for the
+        one-step-per-level samplers), ``eps`` (``ald`` only, else ``None``), ``eta``
+        (``cas`` only, else ``None``), ``denoise`` and ``nfe``: network evaluations per
+        sample (ancestral sampling evaluates L - 1 levels; denoising adds one).
+    """
+    s, levels = cfg.sampling, cfg.model.num_levels
+    steps = s.n_steps_each if s.sampler == "ald" else 1
+    nfe = levels * steps - int(s.sampler == "ancestral") + int(s.denoise)
+    return {
+        "sampler": s.sampler,
+        "levels": levels,
+        "n_steps_each": steps,
+        "eps": s.eps if s.sampler == "ald" else None,
+        "eta": s.eta if s.sampler == "cas" else None,
+        "denoise": s.denoise,
+        "nfe": nfe,
+    }
 
 
 def build_model(

@@ -230,7 +230,7 @@ def _grid_scale(cfg) -> int:
 
 
 def _cmd_sample(a) -> int:
-    from ncsn.api import sample
+    from ncsn.api import sample, sampler_settings
     from ncsn.imaging import save_gif, save_image_grid, save_npz
     from ncsn.io import check_output_path
 
@@ -240,10 +240,8 @@ def _cmd_sample(a) -> int:
     model, cfg = _load(a)
     record = 0
     if a.gif:
-        total = cfg.model.num_levels * (
-            cfg.sampling.n_steps_each if cfg.sampling.sampler == "ald" else 1
-        )
-        record = max(1, total // 50)
+        settings = sampler_settings(cfg)
+        record = max(1, settings["levels"] * settings["n_steps_each"] // 50)
     res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
     save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))
@@ -334,19 +332,14 @@ def _cmd_eval(a) -> int:
     else:
         if model is None:
             raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
-        from ncsn.api import sample
+        from ncsn.api import sample, sampler_settings
         from ncsn.checkpoint import find_checkpoint
 
         samples = sample(model, cfg, a.n, seed=a.seed, batch_size=a.batch_size, progress=True)
-        sp = cfg.sampling
         made = {
             "checkpoint": str(find_checkpoint(a.checkpoint)),
             "weights": "raw" if a.no_ema else "ema",
-            "sampler": sp.sampler,
-            "levels": cfg.model.num_levels,
-            "n_steps_each": sp.n_steps_each if sp.sampler == "ald" else 1,
-            "eps": sp.eps if sp.sampler == "ald" else None,
-            "denoise": sp.denoise,
+            **sampler_settings(cfg),
             "seed": a.seed,
         }
     dataset = a.data or (cfg.data.dataset if cfg else None)

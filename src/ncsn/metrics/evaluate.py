@@ -26,7 +26,7 @@ import torch
 
 from ncsn.errors import ConfigError, DataError, ShapeError
 from ncsn.metrics.cache import cached_reference_stats
-from ncsn.metrics.classifier import CLASSIFIER_CONFIGS, load_classifier
+from ncsn.metrics.classifier import CLASSIFIER_CONFIGS, classifier_outputs, load_classifier
 from ncsn.metrics.domain import DOMAIN_METRICS, domain_metrics
 from ncsn.metrics.fid import (
     feature_statistics,
@@ -311,15 +311,20 @@ def evaluate(
         protocol["dsm"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
 
     if "nn" in names:
-        feature_fn = None
+        features = None
         if str(dataset).strip().lower() in CLASSIFIER_CONFIGS:
-            feature_fn = load_classifier(str(dataset).strip().lower(), device=device).features
+            clf = load_classifier(str(dataset).strip().lower(), device=device)
+
+            def features(x: torch.Tensor) -> torch.Tensor:
+                feats = classifier_outputs(clf, x, batch_size=batch_size)[0]
+                return torch.from_numpy(feats).float()
+
         train_images = reference("train", None)
         result["nn"] = _nn_metric(
             samples,
             train_images,
             reference("test", n_ref),
-            feature_fn,
+            features,
             nn_k,
             batch_size,
             out_dir,
@@ -328,7 +333,7 @@ def evaluate(
         )
         protocol["nn"] = {
             "split": "train",
-            "space": "pixel L2" + (", classifier features" if feature_fn else ""),
+            "space": "pixel L2" + (", classifier features" if features else ""),
             "n": len(train_images),
         }
 
@@ -353,7 +358,7 @@ def _nn_metric(
     samples: torch.Tensor,
     train: torch.Tensor,
     test: torch.Tensor | None,
-    feature_fn: Callable[[torch.Tensor], torch.Tensor] | None,
+    features: Callable[[torch.Tensor], torch.Tensor] | None,
     k: int,
     batch_size: int,
     out_dir: str | os.PathLike | None,
@@ -362,41 +367,45 @@ def _nn_metric(
 ) -> dict:
     """Nearest training images of the samples, with held-out test images as the yardstick.
 
-    A sample closer (in pixels) to a training image than any test image is to the training
-    set is counted as a suspected copy.
+    Pixel space always, classifier-feature space when ``features`` (a whole set of images ->
+    (N, D) features) is given; each set's features are computed once. A sample closer (in
+    pixels) to a training image than any test image is to the training set is counted as a
+    suspected copy.
     """
     if samples.shape[1:] != train.shape[1:]:
         raise ShapeError(
             f"nn compares pixels: samples are {tuple(samples.shape[1:])} but training images "
             f"are {tuple(train.shape[1:])}"
         )
+    test = test[: len(samples)] if test is not None and len(test) else None
 
     def summary(d: torch.Tensor) -> dict:
         d = d.double()
         return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
 
-    dist, idx = nearest_neighbours(samples, train, k=k, batch_size=batch_size, device=device)
-    grid = None
-    if out_dir is not None:
-        grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / f"{grid_name}.png"))
-    out = {"k": int(k), **summary(dist[:, 0]), "grid": grid}
-    out["distances"] = [[round(float(v), 4) for v in row] for row in dist]
-    out["indices"] = idx.tolist()
-    if feature_fn is not None:
-        fdist, fidx = nearest_neighbours(samples, train, k=k, feature_fn=feature_fn, device=device)
-        fgrid = None
+    def space(query: torch.Tensor, ref: torch.Tensor, yardstick: torch.Tensor | None, png: str):
+        """Neighbours of ``query`` in ``ref`` (+ grid), and of ``yardstick`` in ``ref``."""
+        dist, idx = nearest_neighbours(query, ref, k=k, batch_size=batch_size, device=device)
+        grid = None
         if out_dir is not None:
-            fpath = Path(out_dir) / f"{grid_name}_feature.png"
-            fgrid = save_neighbour_grid(samples, train, fidx, fpath)
-        out["feature"] = {**summary(fdist[:, 0]), "grid": None if fgrid is None else str(fgrid)}
-        out["feature"]["distances"] = [[round(float(v), 4) for v in row] for row in fdist]
-        out["feature"]["indices"] = fidx.tolist()
-    if test is not None and len(test):
-        test = test[: len(samples)]
-        tdist, _ = nearest_neighbours(test, train, k=1, batch_size=batch_size, device=device)
-        out["test_to_train"] = {"n": int(len(test)), **summary(tdist[:, 0])}
-        if feature_fn is not None:
-            tf, _ = nearest_neighbours(test, train, k=1, feature_fn=feature_fn, device=device)
-            out["test_to_train"]["feature"] = summary(tf[:, 0])
-        out["closer_than_any_test"] = int((dist[:, 0] < tdist[:, 0].min()).sum())
+            grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / png))
+        block = {**summary(dist[:, 0]), "grid": grid}
+        block["distances"] = [[round(float(v), 4) for v in row] for row in dist]
+        block["indices"] = idx.tolist()
+        near = None
+        if yardstick is not None:
+            near = nearest_neighbours(yardstick, ref, k=1, batch_size=batch_size, device=device)
+        return block, dist[:, 0], None if near is None else near[0][:, 0]
+
+    pixel, nearest, test_nearest = space(samples, train, test, f"{grid_name}.png")
+    out = {"k": int(k), **pixel}
+    if features is not None:
+        f_test = None if test is None else features(test)
+        png = f"{grid_name}_feature.png"
+        out["feature"], _, f_test_nearest = space(features(samples), features(train), f_test, png)
+    if test is not None:
+        out["test_to_train"] = {"n": int(len(test)), **summary(test_nearest)}
+        if features is not None:
+            out["test_to_train"]["feature"] = summary(f_test_nearest)
+        out["closer_than_any_test"] = int((nearest < test_nearest.min()).sum())
     return out

@@ -1,0 +1,210 @@
+"""Fast, memory-lean versions of the RefineNets' elementwise layers (same numbers).
+
+The RefineNets spend the time their convolutions leave in three places: the ELU, the
+instance-norm++ statistics and the 5x5 pooling of the CRP blocks. This module computes each
+in fewer passes over memory and keeps fewer activations for the backward pass, while giving
+the same results as the plain layers to float32 rounding (``tests/models/test_fused.py``):
+
+- :func:`elu`: ``max(x, exp(min(x, 0)) - 1)``. PyTorch's ELU evaluates ``expm1`` (slow and
+  erratic on some CPUs); ``exp`` is vectorised everywhere. The backward needs only the
+  output (``1`` where it is positive, ``out + 1`` elsewhere), which the next convolution
+  keeps anyway, so the ELU stores nothing of its own.
+- :func:`instance_norm_plus`: instance normalisation++ as the official code computes it,
+  ``gamma * ((x - mu) / s + alpha * (mu - m) / v) + beta``, optionally followed by the ELU,
+  as one autograd node with a hand-written backward: it keeps ``x - mu`` and its output
+  (shared with the next convolution) instead of the four full-size tensors autograd keeps
+  for the composed layer, and the statistics take two fast reductions instead of
+  ``var_mean``.
+- :func:`avg_pool5`: the CRP's 5x5 average pool (stride 1, padding 2, padding counted) as a
+  depthwise convolution; the operator is its own adjoint, so the backward is the same pool
+  of the gradient and nothing is stored.
+
+All functions are differentiable twice (the backward passes are written with
+differentiable operations), so losses that differentiate the score with respect to the
+input (sliced score matching) still work.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["elu", "instance_norm_plus", "avg_pool5"]
+
+
+# --------------------------------------------------------------------------------------
+# ELU
+# --------------------------------------------------------------------------------------
+
+
+def _elu_forward(z: Tensor, inplace: bool) -> Tensor:
+    """``max(z, exp(min(z, 0)) - 1)``, equal to ``elu(z)`` because ``exp(t) - 1 >= t``."""
+    e = torch.clamp(z, max=0.0).exp_().sub_(1.0)
+    return torch.maximum(z, e, out=z) if inplace else torch.maximum(z, e)
+
+
+def _elu_grad(grad: Tensor, out: Tensor) -> Tensor:
+    """ELU backward from the output: ``grad`` where ``out > 0``, ``grad * (out + 1)`` else."""
+    return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
+
+
+class _ELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: Tensor) -> Tensor:  # type: ignore[override]
+        out = _elu_forward(z, inplace=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (out,) = ctx.saved_tensors
+        return _elu_grad(grad, out)
+
+
+def elu(x: Tensor) -> Tensor:
+    """ELU (``alpha = 1``) that stores only its output for the backward pass."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return _elu_forward(x, inplace=False)
+    return _ELU.apply(x)
+
+
+# --------------------------------------------------------------------------------------
+# instance normalisation++
+# --------------------------------------------------------------------------------------
+
+
+def _coefficients(mu: Tensor, var: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(s, mt, t)``: ``1 / sqrt(var + eps)``, the normalised channel means ``(mu - m) t``
+    and ``t = 1 / sqrt(v^2 + eps)`` (``v^2``: unbiased variance of ``mu`` over channels)."""
+    s = torch.rsqrt(var + eps)
+    m_var, m_mean = torch.var_mean(mu, dim=1, keepdim=True, correction=1)
+    t = torch.rsqrt(m_var + eps)
+    return s, (mu - m_mean) * t, t
+
+
+def _bc(v: Tensor) -> Tensor:
+    return v[:, :, None, None]
+
+
+def _statistics(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(mu, x - mu, s, mt, t)`` of :func:`_coefficients`, two passes (exact variance)."""
+    mu = x.mean(dim=(2, 3))
+    d = x - _bc(mu)
+    var = (d * d).mean(dim=(2, 3))
+    s, mt, t = _coefficients(mu, var, eps)
+    return mu, d, s, mt, t
+
+
+class _InstanceNormPlus(torch.autograd.Function):
+    """``z = gamma * ((x - mu) s + alpha * mt) + beta`` [then ELU]; coefficients (N, C)."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, alpha, beta, eps, act):  # type: ignore[override]
+        mu, d, s, mt, t = _statistics(x, eps)
+        b = gamma * alpha * mt
+        if beta is not None:
+            b = b + beta
+        out = torch.addcmul(_bc(b), d, _bc(gamma * s))
+        if act:
+            out = _elu_forward(out, inplace=True)
+        ctx.save_for_backward(x, out, mu, s, mt, t, gamma, alpha)
+        ctx.eps, ctx.act, ctx.has_beta = eps, act, beta is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, out, mu, s, mt, t, gamma, alpha = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: rebuild the statistics with a graph
+            mu, d, s, mt, t = _statistics(x, ctx.eps)
+        else:
+            d = x - _bc(mu)
+        g = _elu_grad(grad, out) if ctx.act else grad
+        size = d.shape[2] * d.shape[3]
+        g_sum = g.sum(dim=(2, 3))
+        gx_sum = (g * d).sum(dim=(2, 3)) * s  # sum of g * x_hat
+        # the parameters: z = gamma * x_hat + gamma * alpha * mt + beta
+        d_gamma = gx_sum + alpha * mt * g_sum
+        d_alpha = gamma * mt * g_sum
+        d_beta = g_sum if ctx.has_beta else None
+        # through mt = (mu - mean_c mu) t, t = 1 / sqrt(var_c(mu, unbiased) + eps)
+        p = gamma * alpha * g_sum
+        dof = mt.shape[1] - 1
+        d_mu = t * (p - p.mean(1, keepdim=True) - mt * (p * mt).sum(1, keepdim=True) / dof)
+        # the instance-norm backward through x_hat = d s, plus the mean path d_mu / size
+        a = gamma * s
+        shift = (d_mu - a * g_sum) / size
+        grad_x = torch.addcmul(_bc(shift), d, _bc(-a * s * gx_sum / size))
+        grad_x = torch.addcmul(grad_x, g, _bc(a))
+        return grad_x, d_gamma, d_alpha, d_beta, None, None
+
+
+def instance_norm_plus(
+    x: Tensor,
+    gamma: Tensor,
+    alpha: Tensor,
+    beta: Tensor | None,
+    *,
+    eps: float = 1e-5,
+    act: bool = False,
+) -> Tensor:
+    """Instance normalisation++ (official form), optionally followed by the ELU.
+
+    ``gamma * ((x - mu) / sqrt(s^2 + eps) + alpha * (mu - m) / sqrt(v^2 + eps)) + beta``,
+    with ``mu``, ``s^2`` the spatial mean and (biased) variance of each channel and ``m``,
+    ``v^2`` the mean and unbiased variance of the ``mu`` over channels.
+
+    Args:
+        x: Input ``(N, C, H, W)``, any memory format.
+        gamma, alpha: Scales, shape ``(N, C)`` or ``(C,)``.
+        beta: Shift of the same shape, or ``None``.
+        eps: Variance floor.
+        act: Apply the ELU to the result.
+
+    Returns:
+        A tensor like ``x`` (same memory format).
+    """
+    n, c = x.shape[:2]
+    gamma, alpha = gamma.expand(n, c), alpha.expand(n, c)
+    beta = None if beta is None else beta.expand(n, c)
+    if torch.is_grad_enabled() and any(
+        v is not None and v.requires_grad for v in (x, gamma, alpha, beta)
+    ):
+        return _InstanceNormPlus.apply(x, gamma, alpha, beta, eps, act)
+    _, d, s, mt, _ = _statistics(x, eps)  # inference: work in the buffer of x - mu
+    b = gamma * alpha * mt if beta is None else beta + gamma * alpha * mt
+    out = torch.addcmul(_bc(b), d, _bc(gamma * s), out=d)
+    return _elu_forward(out, inplace=True) if act else out
+
+
+# --------------------------------------------------------------------------------------
+# 5x5 average pooling
+# --------------------------------------------------------------------------------------
+
+_BOX: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def _box_filter(x: Tensor) -> Tensor:
+    c = x.shape[1]
+    key = (c, x.dtype, x.device)
+    weight = _BOX.get(key)
+    if weight is None:
+        weight = _BOX[key] = torch.full((c, 1, 5, 5), 1.0 / 25.0, dtype=x.dtype, device=x.device)
+    return F.conv2d(x, weight, padding=2, groups=c)
+
+
+class _AvgPool5(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return _box_filter(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return avg_pool5(grad)  # the zero-padded symmetric box filter is self-adjoint
+
+
+def avg_pool5(x: Tensor) -> Tensor:
+    """``AvgPool2d(5, stride=1, padding=2)`` counting the padding; stores nothing."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return _box_filter(x)
+    return _AvgPool5.apply(x)

@@ -24,7 +24,7 @@ from ncsn.models.layers import (
     ResidualBlock,
 )
 from ncsn.models.mlp import ScoreMLP
-from ncsn.models.refinenet import NCSN, NCSNv2
+from ncsn.models.refinenet import NCSN, NCSNv2, set_activation_checkpointing
 from ncsn.models.unet import UNet
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "RefineBlock",
     "create_model",
     "count_parameters",
+    "set_activation_checkpointing",
 ]
 
 

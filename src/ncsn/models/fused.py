@@ -18,19 +18,47 @@ the same results as the plain layers to float32 rounding (``tests/models/test_fu
 - :func:`avg_pool5`: the CRP's 5x5 average pool (stride 1, padding 2, padding counted) as a
   depthwise convolution; the operator is its own adjoint, so the backward is the same pool
   of the gradient and nothing is stored.
+- :func:`mean_pool2`: the residual blocks' 2x2 mean pool, storing nothing (PyTorch's keeps
+  its full-size input).
 
 All functions are differentiable twice (the backward passes are written with
 differentiable operations), so losses that differentiate the score with respect to the
-input (sliced score matching) still work.
+input (sliced score matching) still work. Inside ``with plain_ops():`` every function computes
+with the plain composed PyTorch operations instead: the reference the tests compare with.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["elu", "instance_norm_plus", "avg_pool5"]
+__all__ = ["elu", "instance_norm_plus", "avg_pool5", "mean_pool2", "plain_ops", "fused_enabled"]
+
+_FUSED = [True]
+
+
+@contextmanager
+def plain_ops() -> Iterator[None]:
+    """Compute the layers of this module with plain composed PyTorch operations."""
+    previous = _FUSED[0]
+    _FUSED[0] = False
+    try:
+        yield
+    finally:
+        _FUSED[0] = previous
+
+
+def fused_enabled() -> bool:
+    """Whether the fused implementations are in use (not inside :func:`plain_ops`)."""
+    return _FUSED[0]
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 # --------------------------------------------------------------------------------------
@@ -64,7 +92,9 @@ class _ELU(torch.autograd.Function):
 
 def elu(x: Tensor) -> Tensor:
     """ELU (``alpha = 1``) that stores only its output for the backward pass."""
-    if not (torch.is_grad_enabled() and x.requires_grad):
+    if not _FUSED[0]:
+        return F.elu(x)
+    if not _needs_grad(x):
         return _elu_forward(x, inplace=False)
     return _ELU.apply(x)
 
@@ -135,8 +165,24 @@ class _InstanceNormPlus(torch.autograd.Function):
         a = gamma * s
         shift = (d_mu - a * g_sum) / size
         grad_x = torch.addcmul(_bc(shift), d, _bc(-a * s * gx_sum / size))
-        grad_x = torch.addcmul(grad_x, g, _bc(a))
+        if torch.is_grad_enabled():
+            grad_x = torch.addcmul(grad_x, g, _bc(a))
+        else:
+            grad_x.addcmul_(g, _bc(a))  # no double backward: reuse the buffer
         return grad_x, d_gamma, d_alpha, d_beta, None, None
+
+
+def _plain_instance_norm_plus(
+    x: Tensor, gamma: Tensor, alpha: Tensor, beta: Tensor | None, eps: float, act: bool
+) -> Tensor:
+    var, mu = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+    x_hat = (x - mu) / torch.sqrt(var + eps)
+    m_var, m_mean = torch.var_mean(mu, dim=1, keepdim=True, correction=1)
+    mu_tilde = (mu - m_mean) / torch.sqrt(m_var + eps)
+    out = _bc(gamma) * (x_hat + _bc(alpha) * mu_tilde)
+    if beta is not None:
+        out = out + _bc(beta)
+    return F.elu(out) if act else out
 
 
 def instance_norm_plus(
@@ -167,9 +213,9 @@ def instance_norm_plus(
     n, c = x.shape[:2]
     gamma, alpha = gamma.expand(n, c), alpha.expand(n, c)
     beta = None if beta is None else beta.expand(n, c)
-    if torch.is_grad_enabled() and any(
-        v is not None and v.requires_grad for v in (x, gamma, alpha, beta)
-    ):
+    if not _FUSED[0]:
+        return _plain_instance_norm_plus(x, gamma, alpha, beta, eps, act)
+    if _needs_grad(x, gamma, alpha, beta):
         return _InstanceNormPlus.apply(x, gamma, alpha, beta, eps, act)
     _, d, s, mt, _ = _statistics(x, eps)  # inference: work in the buffer of x - mu
     b = gamma * alpha * mt if beta is None else beta + gamma * alpha * mt
@@ -205,6 +251,48 @@ class _AvgPool5(torch.autograd.Function):
 
 def avg_pool5(x: Tensor) -> Tensor:
     """``AvgPool2d(5, stride=1, padding=2)`` counting the padding; stores nothing."""
-    if not (torch.is_grad_enabled() and x.requires_grad):
+    if not _FUSED[0]:
+        return F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True)
+    if not _needs_grad(x):
         return _box_filter(x)
     return _AvgPool5.apply(x)
+
+
+# --------------------------------------------------------------------------------------
+# 2x2 mean pooling
+# --------------------------------------------------------------------------------------
+
+
+def _mean_pool2_adjoint(grad: Tensor, size: tuple[int, int]) -> Tensor:
+    """The adjoint of 2x2 mean pooling onto an ``size`` input (odd edges get no gradient)."""
+    up = F.interpolate(grad * 0.25, scale_factor=2.0, mode="nearest")
+    h, w = size
+    return F.pad(up, (0, w - up.shape[3], 0, h - up.shape[2]))
+
+
+class _MeanPool2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.size = (x.shape[2], x.shape[3])
+        return F.avg_pool2d(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return _MeanPool2Adjoint.apply(grad, ctx.size)
+
+
+class _MeanPool2Adjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad: Tensor, size: tuple[int, int]) -> Tensor:  # type: ignore[override]
+        return _mean_pool2_adjoint(grad, size)
+
+    @staticmethod
+    def backward(ctx, gg: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return mean_pool2(gg), None
+
+
+def mean_pool2(x: Tensor) -> Tensor:
+    """``avg_pool2d(x, 2)`` that keeps nothing for its backward pass."""
+    if not _FUSED[0] or not _needs_grad(x):
+        return F.avg_pool2d(x, 2)
+    return _MeanPool2.apply(x)

@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ncsn.errors import ConfigError
 from ncsn.models.layers import (
@@ -54,7 +55,7 @@ from ncsn.models.layers import (
     nearest_level,
 )
 
-__all__ = ["NCSN", "NCSNv2"]
+__all__ = ["NCSN", "NCSNv2", "set_activation_checkpointing"]
 
 # (out_channels as a multiple of ngf, first block resamples "down", dilation)
 _Stage = tuple[int, bool, int]
@@ -69,6 +70,19 @@ _STAGES_64: tuple[_Stage, ...] = (
 VARIANTS = {"base": _STAGES_32, "deeper": _STAGES_64}
 
 
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Recompute each residual and refine block of the RefineNets inside ``model`` in the
+    backward pass instead of keeping its activations (less memory, one more forward pass).
+
+    Works through wrappers (DDP, ``torch.compile``); models without RefineNets are left
+    alone. Returns the number of networks switched.
+    """
+    found = [m for m in model.modules() if isinstance(m, _RefineNetBackbone)]
+    for m in found:
+        m.activation_checkpointing = bool(enabled)
+    return len(found)
+
+
 def _check_common(channels: int, image_size: int, ngf: int) -> None:
     for name, value, low in (("channels", channels, 1), ("image_size", image_size, 4)):
         if not isinstance(value, int) or value < low:
@@ -81,7 +95,11 @@ class _RefineNetBackbone(nn.Module):
     """Residual encoder + RefineNet decoder shared by NCSN and NCSNv2.
 
     ``norm`` normalises the residual blocks and the output; ``refine_norm`` (``None``: no
-    normalisation) the refine blocks, whose CRP blocks pool with ``pool``.
+    normalisation) the refine blocks, whose CRP blocks pool with ``pool``. With
+    ``channels_last`` the activations are kept in the channels-last memory format (faster
+    convolutions and pooling on CPUs; the output is returned contiguous). Setting
+    ``activation_checkpointing`` (see :func:`set_activation_checkpointing`) recomputes each
+    residual and refine block in the backward pass instead of keeping its activations.
     """
 
     def __init__(
@@ -93,6 +111,7 @@ class _RefineNetBackbone(nn.Module):
         refine_norm: NormFactory | None,
         pool: Literal["max", "avg"],
         rescale_input: bool,
+        channels_last: bool,
     ):
         super().__init__()
         self.begin = nn.Conv2d(channels, ngf, 3, padding=1)
@@ -121,17 +140,30 @@ class _RefineNetBackbone(nn.Module):
         self.end_norm = norm(ngf)
         self.end = nn.Conv2d(ngf, channels, 3, padding=1)
         self.rescale_input = rescale_input
+        self.channels_last = channels_last
+        self.activation_checkpointing = False
+
+    def _block(self, block: nn.Module, *args: object) -> Tensor:
+        """Run one residual or refine block, recomputing it in the backward pass (instead of
+        keeping its activations) when activation checkpointing is on."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
-        h = self.begin(2 * x - 1 if self.rescale_input else x)
+        if self.rescale_input:
+            x = 2 * x - 1
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.begin(x)
         feats = []
         for first, second in self.res:
-            h = second(first(h, y), y)
+            h = self._block(second, self._block(first, h, y), y)
             feats.append(h)
-        h = self.refine[0]([feats[-1]], y)
+        h = self._block(self.refine[0], [feats[-1]], y)
         for k in range(1, len(self.refine)):
-            h = self.refine[k]([feats[-1 - k], h], y)
-        return self.end(F.elu(self.end_norm(h, y)))
+            h = self._block(self.refine[k], [feats[-1 - k], h], y)
+        return self.end(self.end_norm(h, y, act=True)).contiguous()
 
 
 class NCSN(nn.Module):
@@ -151,6 +183,7 @@ class NCSN(nn.Module):
         ngf: Base width (64 for MNIST, 128 for CIFAR-10 in the paper).
         rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
             unless the data are logit-transformed).
+        channels_last: Keep the activations channels-last (same numbers, faster on CPUs).
     """
 
     def __init__(
@@ -160,6 +193,7 @@ class NCSN(nn.Module):
         sigmas: Tensor | Sequence[float],
         ngf: int = 64,
         rescale_input: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
@@ -171,7 +205,7 @@ class NCSN(nn.Module):
             return CondInstanceNorm2dPlus(c, num_levels)
 
         self.net = _RefineNetBackbone(
-            channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input)
+            channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input), bool(channels_last)
         )
 
     def sigma_to_level(self, sigma: SigmaLike, x: Tensor) -> Tensor:
@@ -223,6 +257,7 @@ class NCSNv2(nn.Module):
             as the official code does (CIFAR-10, CelebA 64x64: base; LSUN: deeper).
         rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
             unless the data are logit-transformed or rescaled).
+        channels_last: Keep the activations channels-last (same numbers, faster on CPUs).
     """
 
     def __init__(
@@ -234,6 +269,7 @@ class NCSNv2(nn.Module):
         norm_bias: bool = True,
         variant: str | None = None,
         rescale_input: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
@@ -251,7 +287,14 @@ class NCSNv2(nn.Module):
             return InstanceNorm2dPlus(c, bias=norm_bias)
 
         self.net = _RefineNetBackbone(
-            channels, ngf, VARIANTS[variant], norm, None, "max", bool(rescale_input)
+            channels,
+            ngf,
+            VARIANTS[variant],
+            norm,
+            None,
+            "max",
+            bool(rescale_input),
+            bool(channels_last),
         )
 
     def forward(self, x: Tensor, sigma: SigmaLike) -> Tensor:

@@ -281,8 +281,10 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
         {k: s.evaluate for k, s in sides.items() if k != "ncsn-ckpt"}, args.eval_repeats
     )
     res["train_step_s"] = {k: round(median(v), 3) for k, v in train.items()}
+    res["train_step_min_s"] = {k: round(min(v), 3) for k, v in train.items()}
     res["train_step_all_s"] = {k: [round(t, 3) for t in v] for k, v in train.items()}
     res["eval_s"] = {k: round(median(v), 3) for k, v in evals.items()}
+    res["eval_min_s"] = {k: round(min(v), 3) for k, v in evals.items()}
     res["eval_all_s"] = {k: [round(t, 3) for t in v] for k, v in evals.items()}
     if args.bf16:
         ncsn = sides["ncsn"]

@@ -17,6 +17,7 @@ from ncsn.models.fused import (
     elu,
     fused_enabled,
     instance_norm_plus,
+    max_pool5,
     mean_pool2,
     plain_ops,
 )
@@ -96,6 +97,7 @@ def test_elu_and_pools_match_pytorch_and_differentiate_twice():
         (elu, F.elu),
         (avg_pool5, lambda t: F.avg_pool2d(t, 5, 1, 2, count_include_pad=True)),
         (mean_pool2, lambda t: F.avg_pool2d(t, 2)),
+        (max_pool5, lambda t: F.max_pool2d(t, 5, 1, 2)),
     ):
         assert rel_err(fast(x), plain(x)) < 1e-14
         assert torch.autograd.gradcheck(fast, (x,))
@@ -156,10 +158,11 @@ def test_gradients_match_plain_eager(cls):
 
 
 def test_input_gradient_with_create_graph_matches_plain():
-    """Losses that differentiate the score w.r.t. the input (sliced score matching)."""
-    fast, plain = _pair(NCSN, 1, 12, ngf=4)
-    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(4))
-    v = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    """Losses that differentiate the score w.r.t. the input (sliced score matching); in
+    float64, where the comparison is free of float32 rounding."""
+    fast, plain = (m.double() for m in _pair(NCSN, 1, 12, ngf=4))
+    x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    v = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
     grads = []
     for model, ctx in ((fast, torch.enable_grad), (plain, plain_ops)):
         with ctx():
@@ -167,11 +170,10 @@ def test_input_gradient_with_create_graph_matches_plain():
             (gx,) = torch.autograd.grad((model(xi, 0.1) * v).sum(), xi, create_graph=True)
             (gx**2).sum().backward()
         grads.append([p.grad for p in model.parameters()])
-        assert rel_err(gx, gx.detach()) == 0
     for g, h in zip(*grads, strict=True):
         assert (g is None) == (h is None)  # the output biases do not reach the input gradient
         if g is not None:
-            assert rel_err(g, h) < 1e-4
+            assert rel_err(g, h) < 1e-9
 
 
 @pytest.mark.parametrize("cls", [NCSN, NCSNv2])

@@ -18,6 +18,9 @@ the same results as the plain layers to float32 rounding (``tests/models/test_fu
 - :func:`avg_pool5`: the CRP's 5x5 average pool (stride 1, padding 2, padding counted) as a
   depthwise convolution; the operator is its own adjoint, so the backward is the same pool
   of the gradient and nothing is stored.
+- :func:`max_pool5`: NCSNv2's 5x5 max pool (stride 1, padding 2), keeping only its input
+  (which the ELU before it keeps anyway) instead of an int64 index map twice its size; the
+  backward finds the maxima again.
 - :func:`mean_pool2`: the residual blocks' 2x2 mean pool, storing nothing (PyTorch's keeps
   its full-size input).
 
@@ -36,7 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["elu", "instance_norm_plus", "avg_pool5", "mean_pool2", "plain_ops", "fused_enabled"]
+__all__ = [
+    "elu",
+    "instance_norm_plus",
+    "avg_pool5",
+    "max_pool5",
+    "mean_pool2",
+    "plain_ops",
+    "fused_enabled",
+]
 
 _FUSED = [True]
 
@@ -256,6 +267,28 @@ def avg_pool5(x: Tensor) -> Tensor:
     if not _needs_grad(x):
         return _box_filter(x)
     return _AvgPool5.apply(x)
+
+
+class _MaxPool5(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return F.max_pool2d(x, 5, stride=1, padding=2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        _, indices = F.max_pool2d(x.detach(), 5, stride=1, padding=2, return_indices=True)
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, x, [5, 5], [1, 1], [2, 2], [1, 1], False, indices
+        )
+
+
+def max_pool5(x: Tensor) -> Tensor:
+    """``MaxPool2d(5, stride=1, padding=2)`` keeping only its input for the backward pass."""
+    if not _FUSED[0] or not _needs_grad(x):
+        return F.max_pool2d(x, 5, stride=1, padding=2)
+    return _MaxPool5.apply(x)
 
 
 # --------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ncsn.errors import ConfigError
 from ncsn.models.layers import (
@@ -54,6 +53,7 @@ from ncsn.models.layers import (
     init_score_net,
     nearest_level,
 )
+from ncsn.models.refine_blocks import maybe_checkpoint
 
 __all__ = ["NCSN", "NCSNv2", "set_activation_checkpointing"]
 
@@ -80,6 +80,8 @@ def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
     found = [m for m in model.modules() if isinstance(m, _RefineNetBackbone)]
     for m in found:
         m.activation_checkpointing = bool(enabled)
+        for block in m.refine:
+            block.checkpoint_parts = bool(enabled)
     return len(found)
 
 
@@ -99,7 +101,8 @@ class _RefineNetBackbone(nn.Module):
     ``channels_last`` the activations are kept in the channels-last memory format (faster
     convolutions and pooling on CPUs; the output is returned contiguous). Setting
     ``activation_checkpointing`` (see :func:`set_activation_checkpointing`) recomputes each
-    residual and refine block in the backward pass instead of keeping its activations.
+    residual block, and each part of the refine blocks, in the backward pass instead of
+    keeping its activations.
     """
 
     def __init__(
@@ -143,26 +146,20 @@ class _RefineNetBackbone(nn.Module):
         self.channels_last = channels_last
         self.activation_checkpointing = False
 
-    def _block(self, block: nn.Module, *args: object) -> Tensor:
-        """Run one residual or refine block, recomputing it in the backward pass (instead of
-        keeping its activations) when activation checkpointing is on."""
-        if self.activation_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
-
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
         if self.rescale_input:
             x = 2 * x - 1
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         h = self.begin(x)
+        if self.channels_last:  # after the conv: a 1-channel input is NCHW and NHWC at once
+            h = h.contiguous(memory_format=torch.channels_last)
         feats = []
+        ckpt = self.activation_checkpointing  # per residual block; refine blocks per part
         for first, second in self.res:
-            h = self._block(second, self._block(first, h, y), y)
+            h = maybe_checkpoint(ckpt, second, maybe_checkpoint(ckpt, first, h, y), y)
             feats.append(h)
-        h = self._block(self.refine[0], [feats[-1]], y)
+        h = self.refine[0]([feats[-1]], y)
         for k in range(1, len(self.refine)):
-            h = self._block(self.refine[k], [feats[-1 - k], h], y)
+            h = self.refine[k]([feats[-1 - k], h], y)
         return self.end(self.end_norm(h, y, act=True)).contiguous()
 
 

@@ -268,6 +268,15 @@ def median(v: list[float]) -> float:
     return statistics.median(v)
 
 
+def paired(times: dict[str, list[float]]) -> dict[str, float]:
+    """Median over rounds of official time / side time within the same round: robust to
+    load that drifts between rounds (each round times every side back to back)."""
+    off = times["official"]
+    return {
+        k: round(median([a / b for a, b in zip(off, v, strict=True)]), 3) for k, v in times.items()
+    }
+
+
 def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
     """Run all measurements; returns the results as a dict."""
     names = list(sides)
@@ -280,6 +289,8 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
     evals = alternate(
         {k: s.evaluate for k, s in sides.items() if k != "ncsn-ckpt"}, args.eval_repeats
     )
+    res["train_speedup_paired"] = paired(train)
+    res["eval_speedup_paired"] = paired(evals)
     res["train_step_s"] = {k: round(median(v), 3) for k, v in train.items()}
     res["train_step_min_s"] = {k: round(min(v), 3) for k, v in train.items()}
     res["train_step_all_s"] = {k: [round(t, 3) for t in v] for k, v in train.items()}
@@ -303,6 +314,7 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
 def print_table(res: dict) -> None:
     m = res["machine"]
     print(f"# {res['dataset']}: batch {res['batch']} (train), {res['eval_batch']} (eval)")
+    print("# speed: ratio of medians (median over rounds of the within-round ratio)")
     print(f"# {m['cpu']}; flags {' '.join(m['flags'])}; torch {m['torch']} ({m['isa']}), ")
     print(f"#   {m['threads']} threads, malloc tuned: {m['malloc_tuned']}")
     g = res["machine_gflops"]
@@ -325,8 +337,9 @@ def print_table(res: dict) -> None:
     for k, t in res["train_step_s"].items():
         e = res["eval_s"].get(k)
         gf = res["step_gflop"][k] / t
-        cells = [k, f"{t:.3f}", f"{off_t / t:.2f}x", f"{gf:.0f}"]
-        cells += [f"{e:.3f}", f"{off_e / e:.2f}x"] if e else ["-", "-"]
+        pt, pe = res["train_speedup_paired"][k], res["eval_speedup_paired"].get(k)
+        cells = [k, f"{t:.3f}", f"{off_t / t:.2f}x ({pt:.2f}x)", f"{gf:.0f}"]
+        cells += [f"{e:.3f}", f"{off_e / e:.2f}x ({pe:.2f}x)"] if e else ["-", "-"]
         if k in rss:
             cells += [f"{rss[k]:.2f}", f"{rss[k] / rss['official']:.2f}x"]
         else:

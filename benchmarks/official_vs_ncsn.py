@@ -16,7 +16,9 @@ changes on the machine hit both alike, and prints medians and ratios of
 
 ``ncsn-plain`` is ncsn's network with the plain PyTorch layers and NCHW activations
 (:func:`ncsn.models.fused.plain_ops`, ``channels_last=False``): what the speed-ups replace.
-``ncsn-ckpt`` adds activation checkpointing (training only).
+``ncsn-ckpt`` adds activation checkpointing (training only); ``ncsn-compiled`` is ncsn's
+network under ``torch.compile`` (compiled during the warm-up, which is not timed; the
+compile time is reported).
 
     python benchmarks/official_vs_ncsn.py --official /path/to/ncsn --dataset mnist
 
@@ -51,7 +53,7 @@ from ncsn.perf import tune_allocator
 from ncsn.schedules import geometric_sigmas
 
 SHAPES = {"mnist": (1, 28, 64), "cifar10": (3, 32, 128)}  # channels, size, ngf (the paper's)
-SIDES = ("official", "ncsn", "ncsn-plain", "ncsn-ckpt")
+SIDES = ("official", "ncsn", "ncsn-plain", "ncsn-ckpt", "ncsn-compiled")
 
 
 def cpu_info() -> dict:
@@ -119,6 +121,9 @@ class Side:
             if self.plain:
                 self.model.net.channels_last = False
             set_activation_checkpointing(self.model, name == "ncsn-ckpt")
+        self.net = self.model  # what the step and the evaluation call
+        if name == "ncsn-compiled":
+            self.net = torch.compile(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999))
         self.gen = torch.Generator().manual_seed(1)
 
@@ -132,7 +137,7 @@ class Side:
                 labels = torch.randint(0, 10, (self.x.shape[0],), generator=self.gen)
                 loss = self.loss(self.model, self.x, labels, self.sigmas, 2.0)
             else:
-                loss = anneal_dsm_loss(self.model, self.x, self.sigmas, generator=self.gen).loss
+                loss = anneal_dsm_loss(self.net, self.x, self.sigmas, generator=self.gen).loss
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -146,7 +151,7 @@ class Side:
                     labels = torch.full((self.xe.shape[0],), 9, dtype=torch.long)
                     return self.model(self.xe, labels)
             with torch.inference_mode():
-                return self.model(self.xe, self.sigmas[-1])
+                return self.net(self.xe, self.sigmas[-1])
 
 
 # --------------------------------------------------------------------------------------
@@ -160,11 +165,15 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def alternate(tasks: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Time each task ``repeats`` times after one warm-up call, in alternating order
-    (forward, then reversed: ABBA) so that drifts in machine load cancel."""
-    for fn in tasks.values():
-        fn()
+def alternate(
+    tasks: dict[str, Callable[[], object]], repeats: int, warmup: dict | None = None
+) -> dict[str, list[float]]:
+    """Time each task ``repeats`` times after one warm-up call (its time goes to ``warmup``),
+    in alternating order (forward, then reversed: ABBA) so that drifts in load cancel."""
+    for k, fn in tasks.items():
+        t = _time(fn)
+        if warmup is not None:
+            warmup[k] = round(t, 2)
     times: dict[str, list[float]] = {k: [] for k in tasks}
     names = list(tasks)
     for r in range(repeats):
@@ -282,12 +291,20 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
     names = list(sides)
     res: dict = {"dataset": args.dataset, "batch": args.batch, "eval_batch": args.eval_batch}
     res["machine"] = cpu_info() | {"malloc_tuned": not args.no_malloc_tuning}
+    if args.rss:  # first, while this process is still small (children run one at a time)
+        res["peak_rss_gb"] = {k: round(peak_rss_child(args, k), 2) for k in names}
     res["machine_gflops"] = machine_gflops(args.threads)
     res["max_rel_diff_official_vs_ncsn"] = same_weights(sides)
-    res["step_gflop"] = {k: round(step_gflop(s), 1) for k, s in sides.items()}
-    train = alternate({k: s.step for k, s in sides.items()}, args.repeats)
+    res["step_gflop"] = {
+        k: round(step_gflop(s), 1) for k, s in sides.items() if k != "ncsn-compiled"
+    }
+    res["step_gflop"].setdefault("ncsn-compiled", res["step_gflop"].get("ncsn", 0.0))
+    res["train_warmup_s"], res["eval_warmup_s"] = {}, {}
+    train = alternate({k: s.step for k, s in sides.items()}, args.repeats, res["train_warmup_s"])
     evals = alternate(
-        {k: s.evaluate for k, s in sides.items() if k != "ncsn-ckpt"}, args.eval_repeats
+        {k: s.evaluate for k, s in sides.items() if k != "ncsn-ckpt"},
+        args.eval_repeats,
+        res["eval_warmup_s"],
     )
     res["train_speedup_paired"] = paired(train)
     res["eval_speedup_paired"] = paired(evals)
@@ -306,8 +323,6 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
         out32, out16 = ncsn.evaluate(), ncsn.evaluate(autocast=True).float()
         res["bf16_eval_s"] = {k: round(median(v), 3) for k, v in bf.items()}
         res["bf16_max_rel_diff"] = float((out16 - out32).abs().max() / out32.abs().max())
-    if args.rss:
-        res["peak_rss_gb"] = {k: round(peak_rss_child(args, k), 2) for k in names}
     return res
 
 
@@ -345,6 +360,11 @@ def print_table(res: dict) -> None:
         else:
             cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
+    if "ncsn-compiled" in res["train_warmup_s"]:
+        print(
+            f"# torch.compile: first training step {res['train_warmup_s']['ncsn-compiled']} s, "
+            f"first evaluation {res['eval_warmup_s']['ncsn-compiled']} s (compilation)"
+        )
     if "bf16_eval_s" in res:
         b = res["bf16_eval_s"]
         print(

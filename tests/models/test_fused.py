@@ -188,3 +188,21 @@ def test_activation_checkpointing_gives_the_same_gradients(cls):
         grads.append([p.grad.clone() for p in fast.parameters()])
     for g, h in zip(*grads, strict=True):
         assert torch.equal(g, h)
+
+
+def test_bf16_autocast_normalises_in_float32():
+    """Under CPU autocast the convolutions run in bfloat16; the instance norms compute their
+    statistics in float32, so the output stays within bfloat16 rounding of float32."""
+    fast, _ = _pair(NCSN, 3, 16, ngf=8)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        ref = fast(x, 0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fast(x, 0.1)
+    assert out.dtype == torch.bfloat16
+    assert rel_err(out.float(), ref) < 5e-2
+    xb = torch.randn(2, 4, 5, 5).bfloat16()
+    gamma = torch.ones(2, 4)
+    y = instance_norm_plus(xb, gamma, gamma, None)
+    assert y.dtype == torch.bfloat16
+    assert rel_err(y.float(), instance_norm_plus(xb.float(), gamma, gamma, None)) < 1e-2

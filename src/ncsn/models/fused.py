@@ -219,8 +219,14 @@ def instance_norm_plus(
         act: Apply the ELU to the result.
 
     Returns:
-        A tensor like ``x`` (same memory format).
+        A tensor like ``x`` (same memory format and dtype; half-precision inputs, as under
+        autocast, are normalised in float32).
     """
+    if x.dtype in (torch.float16, torch.bfloat16) or gamma.dtype != x.dtype:
+        # autocast: statistics and affine in float32, the result in the input's dtype
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        cast = (None if v is None else v.to(dtype) for v in (x, gamma, alpha, beta))
+        return instance_norm_plus(*cast, eps=eps, act=act).to(x.dtype)
     n, c = x.shape[:2]
     gamma, alpha = gamma.expand(n, c), alpha.expand(n, c)
     beta = None if beta is None else beta.expand(n, c)

@@ -123,7 +123,7 @@ class CondInstanceNorm2dPlus(nn.Module):
         applies the ELU to the result (one fused step, see :mod:`ncsn.models.fused`)."""
         if y is None:
             raise ValueError("CondInstanceNorm2dPlus needs the noise-level indices y")
-        params = self.embed(y).to(x.dtype)
+        params = self.embed(y)
         c = self.num_features
         beta = params[:, 2 * c :] if self.bias else None
         return instance_norm_plus(
@@ -154,10 +154,7 @@ class InstanceNorm2dPlus(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None, act: bool = False) -> Tensor:
         """Normalise ``x`` (B, C, H, W); ``y`` is accepted for interface parity and ignored;
         ``act`` applies the ELU to the result."""
-        beta = None if self.beta is None else self.beta.to(x.dtype)
-        return instance_norm_plus(
-            x, self.gamma.to(x.dtype), self.alpha.to(x.dtype), beta, eps=self.eps, act=act
-        )
+        return instance_norm_plus(x, self.gamma, self.alpha, self.beta, eps=self.eps, act=act)
 
 
 # --------------------------------------------------------------------------------------

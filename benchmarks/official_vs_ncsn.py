@@ -7,8 +7,8 @@ changes on the machine hit both alike, and prints medians and ratios of
 
 - a training step: the annealed DSM loss at batch 128, backward, Adam (each side with its
   own loss code: the official ``anneal_dsm_score_estimation``, ncsn's ``anneal_dsm_loss``);
-- one network evaluation at batch 100 (what each sampler does per Langevin step: the
-  official sampler under ``torch.no_grad()``, ncsn's under ``torch.inference_mode()``);
+- one network evaluation at batch 100 (what each sampler does per Langevin step, both under
+  ``torch.no_grad()`` as the samplers run them);
 - the peak resident memory of a training process (``ru_maxrss``), measured for each side in
   a separate subprocess;
 - GFLOP/s (``torch.utils.flop_counter``) next to this machine's own fp32 matmul and 3x3
@@ -150,7 +150,7 @@ class Side:
                 with torch.no_grad():
                     labels = torch.full((self.xe.shape[0],), 9, dtype=torch.long)
                     return self.model(self.xe, labels)
-            with torch.inference_mode():
+            with torch.no_grad():  # as ncsn's samplers (inference_mode measured no faster)
                 return self.net(self.xe, self.sigmas[-1])
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
+from ncsn.memory import check_model_fits
 from ncsn.models import create_model
 from ncsn.sampling import annealed_langevin_inpainting, get_sampler
 from ncsn.schedules import geometric_sigmas
@@ -67,18 +68,31 @@ def sampler_settings(cfg: Config) -> dict[str, Any]:
 
 
 def build_model(
-    cfg: Config, *, channels: int | None = None, image_size: int | None = None
+    cfg: Config,
+    *,
+    channels: int | None = None,
+    image_size: int | None = None,
+    batch_size: int = 0,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Build the score network a config describes (random initialisation).
+    """Build the score network a config describes (random initialisation, on the CPU).
+
+    Its memory needs are checked first (:func:`ncsn.memory.check_model_fits`): a model that
+    cannot fit in the free memory is refused before anything is allocated.
 
     Args:
         cfg: The config; ``data.channels`` and ``data.image_size`` give the shape unless
             passed here.
         channels: Image channels (overrides the config).
         image_size: Image side (overrides the config).
+        batch_size: When > 0, also check that training at this batch size fits on ``device``.
+        device: Where the model will be used (for the memory check).
 
     Returns:
         An ``nn.Module`` with the ``model(x, sigma)`` score contract.
+
+    Raises:
+        ConfigError: Unknown shape, invalid options, or a model that cannot fit in memory.
     """
     channels = channels or cfg.data.channels
     image_size = image_size or cfg.data.image_size
@@ -87,13 +101,20 @@ def build_model(
             "the model's input shape is unknown: set data.channels and data.image_size "
             "(train resolves them from the data set)"
         )
-    return create_model(
-        cfg.model.name,
-        channels=channels,
-        image_size=image_size,
-        sigmas=model_sigmas(cfg),
-        **cfg.model.options,
-    )
+    sigmas = model_sigmas(cfg)
+
+    def build() -> nn.Module:
+        return create_model(
+            cfg.model.name,
+            channels=channels,
+            image_size=image_size,
+            sigmas=sigmas,
+            **cfg.model.options,
+        )
+
+    shape = (channels, image_size, image_size)
+    check_model_fits(build, shape, what="model.options", batch_size=batch_size, device=device)
+    return build()
 
 
 def load_checkpoint(
@@ -173,7 +194,8 @@ def init_noise(
 
 def _per_image_generator(seed: int, index: int) -> torch.Generator:
     # image k of seed S is the same whatever n and batch size: one generator per image
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+    # (wrapped to 64 bits, which changes nothing for seeds below about 1.8e13)
+    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
 
 
 def _run_sampler(model, cfg, x, generator, callback, record_every):

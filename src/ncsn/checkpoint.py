@@ -15,6 +15,7 @@ Layout of a run folder::
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -132,21 +133,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or --workdir")
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8:
-            raise SafetensorError("file too short")
-        header_len = int.from_bytes(head, "little")
-        if header_len > os.path.getsize(path):
-            raise SafetensorError("header larger than file")
+            head = f.read(9)
+        _check_head(path, head)
         tensors = load_file(str(path))
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path} ({e.strerror or e})") from None
+    except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(
-            f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated "
-            "or not an ncsn checkpoint: use an earlier checkpoint of the run"
+            f"checkpoint {path} is damaged ({e}); it is not a complete safetensors file: use an "
+            "earlier checkpoint of the run"
         ) from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not an ncsn checkpoint")
@@ -160,12 +159,42 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} has a damaged state record ({e})") from None
 
 
+def _check_head(path: Path, head: bytes) -> None:
+    """Name what a file that is not a safetensors checkpoint is, from its first bytes."""
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path} is a PyTorch/pickle file, not an ncsn checkpoint; ncsn never unpickles "
+            "files (they can run code): give a .safetensors checkpoint written by ncsn train"
+        )
+    if len(head) < 9 or head[8:9] != b"{":
+        raise CheckpointError(
+            f"{path} is not an ncsn checkpoint (not a safetensors file); give a checkpoint "
+            "written by ncsn train"
+        )
+    size = path.stat().st_size
+    if int.from_bytes(head[:8], "little") + 8 > size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes, shorter than its header says); use "
+            "an earlier checkpoint of the run"
+        )
+
+
 def list_checkpoints(workdir: str | Path) -> list[Path]:
     """A run's checkpoint files, oldest first."""
-    folder = checkpoint_dir(workdir)
+    return _step_files(checkpoint_dir(workdir))
+
+
+def _step_files(folder: Path) -> list[Path]:
+    """``step_*.safetensors`` in ``folder``, sorted; an unreadable folder raises (not [])."""
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("step_*.safetensors"))
+    try:
+        names = os.listdir(folder)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot list {folder} ({e.strerror}); fix its permissions (nothing was changed)"
+        ) from None
+    return sorted(folder / n for n in names if fnmatch.fnmatchcase(n, "step_*.safetensors"))
 
 
 def find_checkpoint(path_or_workdir: str | Path) -> Path:
@@ -181,19 +210,26 @@ def find_checkpoint(path_or_workdir: str | Path) -> Path:
         CheckpointError: If nothing is found.
     """
     p = Path(path_or_workdir)
-    if p.is_file():
-        return p
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist; give a checkpoint file or a workdir")
-    for folder in (p / "checkpoints", p):
-        pointer = folder / LATEST
-        if pointer.is_file():
-            target = folder / pointer.read_text().strip()
-            if target.is_file():
-                return target
-        found = sorted(folder.glob("step_*.safetensors"))
-        if found:
-            return found[-1]
+    try:
+        if p.is_file():
+            return p
+        if not p.exists():
+            raise CheckpointError(
+                f"checkpoint {p} does not exist; give a checkpoint file or a workdir"
+            )
+        for folder in (p / "checkpoints", p):
+            pointer = folder / LATEST
+            if pointer.is_file():
+                target = folder / pointer.read_text().strip()
+                if target.is_file():
+                    return target
+            found = _step_files(folder)
+            if found:
+                return found[-1]
+    except (OSError, UnicodeDecodeError) as e:
+        where = getattr(e, "filename", None) or p
+        why = getattr(e, "strerror", None) or type(e).__name__
+        raise CheckpointError(f"cannot read {where} ({why}) looking for a checkpoint") from None
     raise CheckpointError(f"no checkpoint in {p}; train first (ncsn train --workdir {p})")
 
 

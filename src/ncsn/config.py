@@ -20,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from ncsn.errors import ConfigError
 from ncsn.io import atomic_write
+from ncsn.yamlio import load_yaml
 
 __all__ = [
     "Config",
@@ -51,8 +54,8 @@ class DataConfig:
         random_flip: Random horizontal flips while training (None: the data set's default).
         dequantize: Uniform dequantisation of 8-bit data.
         logit_transform: Train in logit space.
-        val_size: Part of the training split held out for the validation loss (a fraction < 1
-            or a count).
+        val_size: Part of the training split held out for the validation loss: a fraction
+            below 1 or a whole number of images.
     """
 
     dataset: str = "digits"
@@ -98,11 +101,11 @@ class TrainingConfig:
         adam_eps: Adam epsilon.
         warmup: Linear learning-rate warm-up steps.
         grad_clip: Clip the gradient norm to this value (None: no clipping).
-        ema_rate: Exponential moving average of the weights (None: no EMA).
+        ema_rate: Exponential moving average of the weights, in [0, 1) (None: no EMA).
         loss: ``dsm`` (the paper), ``ssm`` or ``ssm_vr`` (annealed sliced score matching).
-        loss_power: lambda(sigma) = sigma**loss_power.
+        loss_power: lambda(sigma) = sigma**loss_power, between 0 and 4 (the paper: 2).
         n_projections: Random projections per example for sliced score matching.
-        seed: Seed of every random draw in training.
+        seed: Seed of every random draw in training, 0 to 2**63 - 1.
         log_every: Steps between metric lines.
         eval_every: Steps between held-out DSM evaluations (0: never).
         sample_every: Steps between sample grids (0: never).
@@ -205,7 +208,9 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.adam_eps": (0, None, False),
     "training.warmup": (0, None, True),
     "training.grad_clip": (0, None, False),
-    "training.ema_rate": (0, 1, True),
+    "training.ema_rate": (0, 1, True),  # 1 itself is refused in _check_special
+    "training.loss_power": (0, 4, True),
+    "training.seed": (0, 2**63 - 1, True),
     "training.n_projections": (1, 1000, True),
     "training.log_every": (1, None, True),
     "training.eval_every": (0, None, True),
@@ -316,6 +321,7 @@ def _check_ranges(cfg: Config, source: str) -> None:
                 f"{source}: {dotted} = {v!r} is not valid; choose one of "
                 f"{', '.join(map(str, choices))}"
             )
+    _check_special(cfg, source)
     m = cfg.model
     if m.num_levels > 1 and m.sigma_max <= m.sigma_min:
         raise ConfigError(
@@ -324,6 +330,22 @@ def _check_ranges(cfg: Config, source: str) -> None:
         )
     if not cfg.data.dataset:
         raise ConfigError(f"{source}: data.dataset is empty; name a data set, e.g. digits")
+
+
+def _check_special(cfg: Config, source: str) -> None:
+    """Values that a plain range cannot express."""
+    if cfg.training.ema_rate == 1:
+        raise ConfigError(
+            f"{source}: training.ema_rate = 1 would keep the EMA weights at their random "
+            "initialisation (and sample with them); use a rate below 1, e.g. 0.999, or null "
+            "for no EMA"
+        )
+    v = cfg.data.val_size
+    if v > 1 and not float(v).is_integer():
+        raise ConfigError(
+            f"{source}: data.val_size = {v} is neither a fraction (below 1) nor a whole "
+            "number of images; use e.g. 0.05 for 5% or 500 for 500 images"
+        )
 
 
 def config_from_dict(raw: Any, source: str = "config") -> Config:
@@ -368,12 +390,18 @@ def bundled_configs() -> list[str]:
 
 def _read_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}: {problem}{where}; fix the YAML syntax") from None
+        raise ConfigError(f"{source}: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = str(getattr(e, "problem", None) or "invalid YAML").replace("\n", " ")
+    if isinstance(e, (ComposerError, ConstructorError)):  # bombs, recursion, duplicates
+        return f"{where}: {problem}" if where else problem
+    return f"{problem}{' at ' + where if where else ''}; fix the YAML syntax"
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -433,7 +461,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"{', '.join(_SECTIONS)}"
             )
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
+        except (ComposerError, ConstructorError) as e:
+            raise ConfigError(f"override {key.strip()}=...: {_yaml_problem(e)}") from None
         except yaml.YAMLError:
             value = text
         target = raw[parts[0]]

@@ -244,12 +244,13 @@ def train(
     device = torch.device(device)
     train_ds, val_ds = _resolve_data(cfg, dataset)
     cfg = resolve_config(cfg, train_ds)
+    # built (and its memory checked) before the workdir is touched
+    torch.manual_seed(cfg.training.seed)
+    bs = _batch_size_for(len(train_ds), cfg.training.batch_size)
+    model = build_model(cfg, batch_size=bs, device=device).to(device)
     resuming = prepare_workdir(workdir, cfg, resume, overwrite)
     for f in ckpt.remove_stale_temporaries(workdir):
         log(f"removed {f.name}, an incomplete checkpoint left by an interrupted run")
-
-    torch.manual_seed(cfg.training.seed)
-    model = build_model(cfg).to(device)
     check_disk(workdir, model)
     t = cfg.training
     opt = torch.optim.Adam(
@@ -261,11 +262,7 @@ def train(
     )
     ema = EMA(model, t.ema_rate) if t.ema_rate is not None else None
     sigmas = model_sigmas(cfg).to(device)
-    batches = _Batches(
-        train_ds,
-        _batch_size_for(len(train_ds), t.batch_size),
-        torch.Generator().manual_seed(t.seed),
-    )
+    batches = _Batches(train_ds, bs, torch.Generator().manual_seed(t.seed))
     g_noise = torch.Generator().manual_seed(t.seed + 1)
     step = 0
     if resuming:
@@ -339,10 +336,14 @@ def train(
                     bad += 1
                     msg = _non_finite_message(out, sigmas, step + 1)
                     if bad > t.max_bad_steps:
+                        kept = (
+                            f"last good checkpoint kept ({last_path.name})"
+                            if last_path
+                            else "no checkpoint written yet"
+                        )
                         raise NonFiniteError(
-                            f"{msg}; stopped, last good checkpoint kept"
-                            f"{f' ({last_path.name})' if last_path else ''}: lower training.lr "
-                            "or set training.grad_clip, or check the sigma range against the data"
+                            f"{msg}; stopped, {kept}: lower training.lr or set "
+                            "training.grad_clip, or check the sigma range against the data"
                         )
                     log(f"{msg}; skipped ({bad}/{t.max_bad_steps})")
                     opt.zero_grad(set_to_none=True)

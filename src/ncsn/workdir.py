@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from ncsn import checkpoint as ckpt
-from ncsn.config import Config, config_from_dict
+from ncsn.config import Config, load_config
 from ncsn.errors import CheckpointError, NCSNError
 
 FLIP_BY_DEFAULT = ("cifar10", "celeba")  # the paper flips these horizontally
@@ -46,9 +46,7 @@ def prepare_workdir(workdir: Path, cfg: Config, resume: bool | None, overwrite: 
     saved = workdir / "config.yaml"
     has_ckpt = bool(ckpt.list_checkpoints(workdir))
     if saved.is_file() and has_ckpt:
-        import yaml
-
-        old = config_from_dict(yaml.safe_load(saved.read_text()), str(saved))
+        old = load_config(saved)  # a damaged file is a ConfigError naming it
         diff = _config_diff(old, cfg)
         if not diff:
             if resume is False:
@@ -60,11 +58,12 @@ def prepare_workdir(workdir: Path, cfg: Config, resume: bool | None, overwrite: 
         if resume:
             raise CheckpointError(
                 f"{workdir} holds a run with a different config ({diff}); resume it with its own "
-                "config (no --config) or start a new --workdir"
+                "config (drop --config and --set) or start a new --workdir"
             )
         raise NCSNError(
-            f"{workdir} already holds a run with a different config ({diff}); pass --resume to "
-            "continue it, --overwrite to replace it, or choose another --workdir"
+            f"{workdir} already holds a run with a different config ({diff}); continue it with "
+            "--resume and without --config/--set, replace it with --overwrite, or choose "
+            "another --workdir"
         )
     raise NCSNError(
         f"{workdir} already holds files of a run ({', '.join(existing)}) but no checkpoint; "

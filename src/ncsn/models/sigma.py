@@ -59,7 +59,7 @@ def validate_sigmas(sigmas: Tensor | Sequence[float], *, allow_empty: bool = Fal
             strictly decreasing.
     """
     try:
-        s = torch.as_tensor(sigmas, dtype=torch.float32).detach().cpu().clone()
+        s = torch.as_tensor(sigmas, dtype=torch.float32, device="cpu").detach().clone()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"sigmas must be a 1-D sequence of floats, got {sigmas!r}") from exc
     if s.dim() != 1:

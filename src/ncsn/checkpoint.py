@@ -134,7 +134,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             head = f.read(9)
-        _check_head(path, head)
+            _check_head(path, head)
+            f.seek(8)
+            _check_length(path, f.read(int.from_bytes(head[:8], "little")))
         tensors = load_file(str(path))
         from safetensors import safe_open
 
@@ -176,6 +178,24 @@ def _check_head(path: Path, head: bytes) -> None:
         raise CheckpointError(
             f"checkpoint {path} is truncated ({size} bytes, shorter than its header says); use "
             "an earlier checkpoint of the run"
+        )
+
+
+def _check_length(path: Path, header: bytes) -> None:
+    """A file shorter than the tensors its header lists was cut off (a crash, a full disk)."""
+    try:
+        entries = json.loads(header)
+        end = max(
+            (int(v["data_offsets"][1]) for k, v in entries.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return  # a damaged header: safetensors names the problem
+    size = path.stat().st_size
+    if 8 + len(header) + end > size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes; its header lists "
+            f"{8 + len(header) + end}); use an earlier checkpoint of the run"
         )
 
 

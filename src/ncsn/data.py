@@ -317,6 +317,7 @@ def get_dataset(
         idx = _split_indices(len(images), 0.0, val_size, split) if split != "test" else None
     if idx is not None:
         images, labels = images[torch.as_tensor(idx)], labels[torch.as_tensor(idx)]
+    _check_fits_in_memory(key, len(images), channels or native_c, size, images.element_size())
     images = resize_images(convert_channels(images, channels or native_c), size)
     ds = TensorImageDataset(images, labels, name=key, num_classes=num_classes, random_flip=flip)
     ds.indices = torch.as_tensor(idx) if idx is not None else torch.arange(len(ds))
@@ -430,6 +431,20 @@ def _check_size_channels(image_size: int | None, channels: int | None) -> None:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
     if channels is not None and channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
+
+
+def _check_fits_in_memory(name: str, n: int, channels: int, size: int, itemsize: int) -> None:
+    """Refuse a resize that cannot fit in memory (the result plus one float chunk)."""
+    from ncsn.memory import available_bytes, format_bytes
+
+    pixels = channels * size * size
+    need = n * pixels * itemsize + 2 * min(n, 4096) * pixels * 4
+    free = available_bytes()
+    if free is not None and need > free:
+        raise DataError(
+            f"data set {name}: {n} images at image_size {size} need {format_bytes(need)} in "
+            f"memory, but {format_bytes(free)} is free; use a smaller data.image_size"
+        )
 
 
 def _n_val(val_size: int | float | None, pool: int) -> int:

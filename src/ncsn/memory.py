@@ -30,8 +30,8 @@ __all__ = [
 
 # Training holds weights, gradients, Adam's two moments and the EMA copy: 5 copies.
 TRAIN_COPIES = 5
-# More weight tensors than this is no network anyone meant (the paper's RefineNet has ~300).
-MAX_TENSORS = 20_000
+# More weight tensors than this is no network anyone meant (the bundled models have 86-395).
+MAX_TENSORS = 5_000
 
 
 def available_bytes(device: str | torch.device = "cpu") -> int | None:
@@ -188,10 +188,10 @@ def check_model_fits(
     if model is None:
         return
     params = parameter_bytes(model)
-    need = params
-    if batch_size:
-        need = TRAIN_COPIES * params + activation_bytes(model, input_shape) * batch_size // 2
     free = available_bytes(device)
+    need = TRAIN_COPIES * params if batch_size else params
+    if batch_size and (free is None or need <= free):  # the weights alone may settle it
+        need += activation_bytes(model, input_shape) * batch_size // 2
     if free is not None and need > free:
         doing = f"training at batch {batch_size}" if batch_size else "building it"
         raise ConfigError(

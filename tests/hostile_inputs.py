@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 import zlib
@@ -79,3 +80,40 @@ def npz_declaring(path: Path, shape: tuple[int, ...], key: str = "samples") -> P
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(f"{key}.npy", buf.getvalue() + b"\0" * 64)
     return path
+
+
+def edit_checkpoint(path: Path, edit) -> Path:
+    """Rewrite the JSON state in a checkpoint's header with ``edit(state)``; tensors untouched.
+
+    ``edit`` gets the packed state (see :mod:`ncsn.checkpoint`) and returns the new one.
+    """
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    state = json.loads(header["__metadata__"]["state"])
+    new_state = edit(state)
+    header["__metadata__"]["state"] = (
+        new_state if isinstance(new_state, str) else json.dumps(new_state)
+    )
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    return path
+
+
+def set_packed(state: dict, keys: list[str], value) -> dict:
+    """Set ``state[k1][k2]...`` in a packed state (mappings are ``{"__items__": [[k, v]]}``)."""
+    node = state
+    for k in keys[:-1]:
+        node = next(v for key, v in node["__items__"] if key == k)
+    for pair in node["__items__"]:
+        if pair[0] == keys[-1]:
+            pair[1] = value
+            return state
+    node["__items__"].append([keys[-1], value])
+    return state
+
+
+def drop_packed(state: dict, key: str) -> dict:
+    state["__items__"] = [p for p in state["__items__"] if p[0] != key]
+    return state

@@ -250,18 +250,17 @@ def sample(
     outs, trajs = [], []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress)
-    for start in range(0, n, bs):
-        idx = range(start, min(start + bs, n))
-        gens = [_per_image_generator(seed, k) for k in idx]
-        x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
-        res = _run_sampler(model, cfg, x, gens, None, record_every)
-        if record_every:
-            res, traj = res
-            trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in traj])
-        outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
-        bar.update(len(idx))
-    bar.close()
+    with tqdm(total=n, desc="sampling", unit="img", disable=not progress) as bar:
+        for start in range(0, n, bs):
+            idx = range(start, min(start + bs, n))
+            gens = [_per_image_generator(seed, k) for k in idx]
+            x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
+            res = _run_sampler(model, cfg, x, gens, None, record_every)
+            if record_every:
+                res, traj = res
+                trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in traj])
+            outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
+            bar.update(len(idx))
     samples = torch.cat(outs)
     if record_every:
         return samples, [torch.cat(frames) for frames in zip(*trajs, strict=True)]

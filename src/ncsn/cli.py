@@ -446,14 +446,21 @@ def _cmd_eval(a) -> int:
     model = cfg = None
     if a.checkpoint:
         model, cfg = _load(a)
+    if not a.samples and model is None:
+        raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
+    dataset = a.data or (cfg.data.dataset if cfg else None)
+    if dataset is None:
+        raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
+    from ncsn.api import model_sigmas
+    from ncsn.metrics.evaluate import check_metrics
+
+    check_metrics(metrics, dataset, model, model_sigmas(cfg) if cfg else None)  # before sampling
     if a.samples:
         from ncsn.imaging import load_npz
 
         samples = load_npz(a.samples)[: a.n]
         made = {"file": str(a.samples)}
     else:
-        if model is None:
-            raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
         from ncsn.api import sample, sampler_settings
         from ncsn.checkpoint import find_checkpoint
 
@@ -464,10 +471,6 @@ def _cmd_eval(a) -> int:
             **sampler_settings(cfg),
             "seed": a.seed,
         }
-    dataset = a.data or (cfg.data.dataset if cfg else None)
-    if dataset is None:
-        raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
-    from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
     logit = bool(cfg and cfg.data.logit_transform)

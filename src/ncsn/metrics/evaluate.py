@@ -38,7 +38,13 @@ from ncsn.metrics.heldout import heldout_dsm_loss
 from ncsn.metrics.inception import InceptionExtractor
 from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
 
-__all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_images"]
+__all__ = [
+    "ALL_METRICS",
+    "INCEPTION_METRICS",
+    "check_metrics",
+    "evaluate",
+    "load_reference_images",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,25 @@ def _check_request(metrics: Sequence[str], dataset: str, score_fn, sigmas) -> li
     if "dsm" in names and (score_fn is None or sigmas is None):
         raise ConfigError("metric dsm needs a score function and its sigmas (a checkpoint)")
     return list(dict.fromkeys(names))
+
+
+def check_metrics(metrics: Sequence[str], dataset: str, score_fn=None, sigmas=None) -> list[str]:
+    """Check a metrics request before any work (sampling) is done.
+
+    Args:
+        metrics: Metric names (see :data:`ALL_METRICS`).
+        dataset: The reference data set name.
+        score_fn: The score network, needed for ``dsm``.
+        sigmas: Its noise levels, needed for ``dsm``.
+
+    Returns:
+        The normalised names, duplicates removed.
+
+    Raises:
+        ConfigError: Unknown or no names; ``dsm`` without a network.
+        DataError: Domain metrics for a data set without a domain classifier.
+    """
+    return _check_request(metrics, dataset, score_fn, sigmas)
 
 
 def _make_extractor(inception_weights, device) -> InceptionExtractor:

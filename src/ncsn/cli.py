@@ -67,14 +67,30 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=["ald", "cas", "ancestral"], help="default: the config's")
-    p.add_argument("--steps", type=POS_INT, help="Langevin steps per noise level (T)")
-    p.add_argument("--eps", type=POS_FLOAT, help="step at the smallest level (paper convention)")
+    p.add_argument(
+        "--sampler",
+        help="ald, cas, ancestral, pc, euler, heun or dpmpp-2m (default: the config's)",
+    )
+    p.add_argument(
+        "--nfe", type=POS_INT, help="network evaluations per sample: sets the sampler's steps"
+    )
+    p.add_argument("--steps", type=POS_INT, help="ALD: Langevin steps per noise level (T)")
+    p.add_argument(
+        "--eps", type=POS_FLOAT, help="ALD: step at the smallest level (paper convention)"
+    )
     p.add_argument(
         "--denoise",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="final Tweedie denoising step",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="sampling.KEY=VALUE",
+        help="set a sampling option, e.g. --set sampling.snr=0.2 (repeatable)",
     )
     p.add_argument("--seed", type=NONNEG_INT, default=0)
     p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
@@ -208,21 +224,38 @@ def _cmd_train(a) -> int:
 
 
 def _load(a):
-    from ncsn.api import load_checkpoint
+    """The checkpoint's model and config, with the command line's sampling settings."""
+    from ncsn.api import load_checkpoint, sampler_settings, with_nfe
+    from ncsn.config import apply_overrides
+    from ncsn.errors import NCSNError
 
     model, cfg = load_checkpoint(a.checkpoint, device=_device(a.device), ema=not a.no_ema)
-    s = cfg.sampling
-    import dataclasses
-
-    s = dataclasses.replace(
-        s,
-        sampler=a.sampler or s.sampler,
-        n_steps_each=a.steps or s.n_steps_each,
-        eps=a.eps or s.eps,
-        denoise=s.denoise if a.denoise is None else a.denoise,
-        batch_size=getattr(a, "batch_size", None) or s.batch_size,
-    )
-    return model, dataclasses.replace(cfg, sampling=s)
+    sets = list(a.overrides)
+    for item in sets:
+        if not item.strip().startswith("sampling."):
+            raise NCSNError(
+                f"--set {item}: only sampling.KEY=VALUE can change for a trained model "
+                "(its data, model and training settings are fixed)"
+            )
+    flags = {
+        "sampler": a.sampler,
+        "n_steps_each": a.steps,
+        "eps": a.eps,
+        "denoise": a.denoise,
+        "batch_size": getattr(a, "batch_size", None),
+    }
+    sets += [f"sampling.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = apply_overrides(cfg, sets)
+    if a.nfe:
+        cfg = with_nfe(cfg, a.nfe)
+        got = sampler_settings(cfg)
+        if got["nfe"] != a.nfe:
+            print(
+                f"ncsn: note: {got['sampler']} with {got['levels']} levels spends {got['nfe']} "
+                f"network evaluations per sample (--nfe {a.nfe}: the nearest it can do)",
+                file=sys.stderr,
+            )
+    return model, cfg
 
 
 def _grid_scale(cfg) -> int:
@@ -239,9 +272,8 @@ def _cmd_sample(a) -> int:
             check_output_path(path, what=what)
     model, cfg = _load(a)
     record = 0
-    if a.gif:
-        settings = sampler_settings(cfg)
-        record = max(1, settings["levels"] * settings["n_steps_each"] // 50)
+    if a.gif:  # about 50 frames (each sampler update is at most one frame)
+        record = max(1, sampler_settings(cfg)["nfe"] // 50)
     res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
     save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))

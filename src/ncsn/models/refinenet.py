@@ -128,6 +128,8 @@ class NCSN(nn.Module):
         ngf: Base width (64 for MNIST, 128 for CIFAR-10 in the paper).
     """
 
+    discrete_sigmas = True  # knows only its L levels: samplers use only those
+
     def __init__(
         self,
         channels: int,

@@ -287,3 +287,18 @@ def test_eval_reference_split_via_cli(tmp_path, capsys):
         dfid[split] = rep["dfid"]
     assert abs(dfid["test"]) < 1e-3
     assert dfid["train"] > 10 * max(abs(dfid["test"]), 1e-4)
+
+
+def test_eval_bpd_needs_no_samples(run, tmp_path, capsys, monkeypatch):
+    import json
+
+    import ncsn.api
+
+    monkeypatch.setattr(ncsn.api, "sample", None)  # bpd alone must not draw samples
+    out = tmp_path / "bpd.json"
+    argv = ["eval", "--checkpoint", str(run), "--metrics", "bpd", "--n", "3", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0, capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    bpd = rep["bpd"]
+    assert bpd["n"] == 3 and len(bpd["per_image"]) == 3 and 0 < bpd["mean"] < 100
+    assert rep["protocol"]["bpd"]["split"] == "test" and "samples" not in rep["protocol"]

@@ -159,8 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="train",
         help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
     )
-    p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
-    p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
+    p.add_argument(
+        "--metrics",
+        default="dfid,dkid,dis,classes,dsm,nn",
+        help="comma-separated: fid,is,kid,dfid,dkid,dis,classes,dsm,nn,bpd",
+    )
+    p.add_argument(
+        "--n", type=POS_INT, default=1000, help="number of samples (and of test images for bpd)"
+    )
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
     p.add_argument("--inception-weights", type=Path, help="FID Inception weights file")
     p.add_argument("--out", type=Path, help="report JSON (required unless retraining)")
@@ -356,12 +362,15 @@ def _cmd_eval(a) -> int:
     model = cfg = None
     if a.checkpoint:
         model, cfg = _load(a)
+    from ncsn.metrics.evaluate import MODEL_ONLY_METRICS
+
+    samples = made = None
     if a.samples:
         from ncsn.imaging import load_npz
 
         samples = load_npz(a.samples)[: a.n]
         made = {"file": str(a.samples)}
-    else:
+    elif not set(metrics) <= set(MODEL_ONLY_METRICS):
         if model is None:
             raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
         from ncsn.api import sample, sampler_settings
@@ -395,8 +404,11 @@ def _cmd_eval(a) -> int:
         nn_grid_name=f"{a.out.stem}_nn_grid",
         ref_split=a.ref_split,
         dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True)) if logit else None,
+        bpd_n=a.n,
+        logit_transform=logit,
     )
-    report["protocol"]["samples"] = made
+    if made is not None:
+        report["protocol"]["samples"] = made
     from ncsn.io import atomic_write
 
     with atomic_write(a.out, "w") as f:

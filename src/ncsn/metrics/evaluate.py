@@ -8,6 +8,8 @@ Metric names:
   ``mnist`` only; see :mod:`ncsn.metrics.domain`);
 * ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
   and ``sigmas``; see :mod:`ncsn.metrics.heldout`);
+* ``bpd``: bits per dimension of the test split through the probability-flow ODE (needs
+  ``score_fn`` and ``sigmas``; see :mod:`ncsn.metrics.likelihood`);
 * ``nn``: nearest training images of each sample (pixel L2, and classifier features where a
   domain classifier exists), with a PNG grid in ``out_dir`` and held-out test images as the
   yardstick of "not a copy".
@@ -43,7 +45,8 @@ __all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_image
 log = logging.getLogger(__name__)
 
 INCEPTION_METRICS = ("fid", "is", "kid")
-ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn")
+ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn", "bpd")
+MODEL_ONLY_METRICS = ("dsm", "bpd")  # need the network and the test split, not samples
 PUBLISHED_N = 50_000
 RANDOM_INIT = "random-init"
 
@@ -114,8 +117,9 @@ def _check_request(metrics: Sequence[str], dataset: str, score_fn, sigmas) -> li
             f"which exists for {', '.join(CLASSIFIER_CONFIGS)} only, not {dataset!r}; "
             "use fid/kid/is instead"
         )
-    if "dsm" in names and (score_fn is None or sigmas is None):
-        raise ConfigError("metric dsm needs a score function and its sigmas (a checkpoint)")
+    for m in set(names) & set(MODEL_ONLY_METRICS):
+        if score_fn is None or sigmas is None:
+            raise ConfigError(f"metric {m} needs a score function and its sigmas (a checkpoint)")
     return list(dict.fromkeys(names))
 
 
@@ -128,7 +132,7 @@ def _make_extractor(inception_weights, device) -> InceptionExtractor:
 
 
 def evaluate(
-    samples: torch.Tensor,
+    samples: torch.Tensor | None,
     *,
     metrics: Sequence[str],
     dataset: str,
@@ -149,12 +153,14 @@ def evaluate(
     kid_subset_size: int = 1000,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    bpd_n: int | None = None,
+    logit_transform: bool = False,
 ) -> dict:
     """Compute sample-quality metrics of generated images.
 
     Args:
         samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
-            clamped with a warning).
+            clamped with a warning); ``None`` when only ``dsm``/``bpd`` are requested.
         metrics: Names from :data:`ALL_METRICS`.
         dataset: The data set the model was trained on (reference images come from it).
         data_root: Root folder of the data set files.
@@ -179,6 +185,8 @@ def evaluate(
         kid_subset_size: KID subset size.
         device: Where networks run (default CUDA when available, else CPU).
         use_cache: Read/write cached Inception reference statistics.
+        bpd_n: Test images for ``bpd`` (a subset fixed by seed 0; default ``n_ref``).
+        logit_transform: The model works in logit space (for ``bpd``).
 
     Returns:
         A dict with one key per requested metric: ``fid``, ``dfid`` (float); ``is``, ``kid``,
@@ -198,10 +206,11 @@ def evaluate(
         ShapeError: Samples of the wrong shape.
     """
     names = _check_request(metrics, dataset, score_fn, sigmas)
-    samples = _check_samples(samples)
+    if samples is not None or not set(names) <= set(MODEL_ONLY_METRICS):
+        samples = _check_samples(samples)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = int(samples.shape[0])
+    n = 0 if samples is None else int(samples.shape[0])
     protocol: dict = {"n_samples": n, "dataset": dataset, "seed": int(seed)}
     result: dict = {}
     datasets: dict = {}
@@ -336,6 +345,24 @@ def evaluate(
             "space": "pixel L2" + (", classifier features" if features else ""),
             "n": len(train_images),
         }
+
+    if "bpd" in names:
+        from ncsn.metrics.likelihood import bits_per_dim
+
+        sig = np.asarray(sigmas, dtype=np.float64)
+        test = reference("test", bpd_n if bpd_n is not None else n_ref)
+        result["bpd"] = bits_per_dim(
+            score_fn,
+            test,
+            sigma_min=float(sig.min()),
+            sigma_max=float(sig.max()),
+            logit=logit_transform,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+        protocol["bpd"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
 
     result["protocol"] = protocol
     return result

@@ -48,7 +48,10 @@ def predictor_corrector(
     ``x_mean = x + (sigma_i^2 - sigma_{i+1}^2) s(x, sigma_i)``,
     ``x <- x_mean + sqrt(sigma_i^2 - sigma_{i+1}^2) z``. The last predictor step goes to
     sigma = 0: with ``denoise`` it returns ``x_mean`` (the Tweedie denoiser, score_sde's
-    ``noise_removal``).
+    ``noise_removal``). The norms are per example (the paper's Algorithm 5; score_sde's code
+    averages them over the batch), so an image does not depend on its batch. The snr rule
+    assumes ``||z|| / ||s||`` concentrates, i.e. high dimension (images): in a few
+    dimensions eps is unbounded where ``||s||`` is small.
 
     Args:
         score_fn: ``score_fn(x, sigma) -> Tensor``.

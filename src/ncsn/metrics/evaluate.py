@@ -144,6 +144,11 @@ def _as_samples(samples, names: list[str], batch_size: int) -> ImageBatches | to
     return _check_samples(samples)
 
 
+def _split_stream(ds, dataset: str, split: str, n: int | None) -> ImageBatches:
+    """A data set split (or its seed-0 subset of ``n``) as a reference stream."""
+    return from_dataset(ds, n, {"dataset": str(dataset), "split": split})
+
+
 def evaluate(
     samples: torch.Tensor | ImageBatches,
     *,
@@ -255,8 +260,7 @@ def evaluate(
         if isinstance(ref, torch.Tensor):
             ref = from_tensor(_check_samples(ref), {"kind": "tensor"})
         elif ref is None and ("fid" in inc or "kid" in inc):
-            source = {"dataset": str(dataset), "split": ref_split}
-            ref = from_dataset(split_data(ref_split), n_ref, source)
+            ref = _split_stream(split_data(ref_split), dataset, ref_split, n_ref)
         stream = samples if isinstance(samples, ImageBatches) else from_tensor(samples)
         scores, protocol["inception"] = inception_metrics(
             stream,

@@ -9,8 +9,8 @@
 # trained first if absent). Writes docs/results/inception/*.json (one report per row, each with
 # its protocol: weights hash, N, reference split, size and content hash) and prints each
 # command's wall-clock and CPU time. Every image goes through Inception at 299x299 (digits'
-# 8x8 and MNIST's 28x28 are upsampled, as in any FID); ~0.21 CPU-s per image on one core of
-# the development machine (benchmarks/inception_throughput.py, last line here).
+# 8x8 and MNIST's 28x28 are upsampled, as in any FID); 0.19-0.25 CPU-s per image on one core
+# of the development machine (benchmarks/inception_throughput.py, the last line here).
 # Samples (10,000 MNIST: ~31 MB) are kept in $WORK (default runs/inception_fid).
 set -euo pipefail
 MNIST_RUN=${1:?usage: bash benchmarks/inception_fid.sh MNIST_RUN [DIGITS_RUN]}

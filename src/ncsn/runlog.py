@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ncsn.errors import NCSNError
 from ncsn.io import WriteError, atomic_write
 
 __all__ = ["MetricsLog", "records_up_to"]
@@ -40,6 +41,10 @@ class MetricsLog:
 
     def __init__(self, workdir: Path, start_step: int, tensorboard: bool):
         self.path = Path(workdir) / "metrics.jsonl"
+        if self.path.exists() and not self.path.is_file():  # a folder, a device, a pipe
+            raise NCSNError(
+                f"{self.path} is not a regular file; move it away or choose another workdir"
+            )
         if self.path.exists():  # drop lines written after the checkpoint we resume from
             text = self.path.read_bytes().decode("utf-8", "replace")
             kept = records_up_to(text, start_step)

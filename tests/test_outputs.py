@@ -93,3 +93,15 @@ def test_eval_out_is_its_samples(run, tmp_path, capsys):
     argv = ["eval", "--samples", str(samples), "--data", "digits", "--metrics", "dsm"]
     _refused(capsys, [*argv, "--out", str(samples)], "--samples")
     assert samples.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_device_is_written_into_never_replaced_by_a_file(run, tmp_path, capsys):
+    import stat
+
+    null = tmp_path / "null"  # a /dev/null of our own
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    argv = ["sample", "--checkpoint", str(run), "--out", str(null), "--n", "2", "--steps", "1"]
+    assert main([*argv, "--device", "cpu"]) == 0, capsys.readouterr().err
+    assert stat.S_ISCHR(os.lstat(null).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]

@@ -180,3 +180,27 @@ def test_one_writer_per_workdir_in_process(tmp_path):
     with WorkdirLock(run), pytest.raises(WorkdirBusy, match=f"PID {os.getpid()}"):
         quiet(mlp_config("training.n_iters=2"), run)
     assert quiet(mlp_config("training.n_iters=2"), run).step == 2  # released
+
+
+def test_overwrite_with_resume_deletes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    quiet(mlp_config("training.n_iters=4"), run)
+    before = _tree(run)
+    err = _one_line(capsys, _cli_train(tmp_path, run, "--overwrite", "--resume"))
+    assert "pass only one" in err and _tree(run) == before
+
+
+def test_lock_and_marker_files_that_are_links_are_not_followed(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    quiet(mlp_config("training.n_iters=2"), run)
+    (run / ".ncsn-lock").unlink()
+    (run / ".ncsn-lock").symlink_to(victim)
+    _one_line(capsys, _cli_train(tmp_path, run))
+    assert victim.read_text() == "precious"
+    (run / ".ncsn-lock").unlink()
+    (run / MARKER).unlink()
+    (run / MARKER).symlink_to(victim)
+    err = _one_line(capsys, _cli_train(tmp_path, run, "--overwrite"))
+    assert "deletes nothing" in err and list_checkpoints(run)

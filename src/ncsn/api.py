@@ -17,7 +17,7 @@ from torch import nn
 
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
-from ncsn.errors import CheckpointError, ConfigError, NCSNError
+from ncsn.errors import CheckpointError, ConfigError
 from ncsn.models import create_model
 from ncsn.sampling import annealed_langevin_inpainting, get_sampler
 from ncsn.schedules import geometric_sigmas
@@ -125,32 +125,13 @@ def load_checkpoint(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
     ):
         raise CheckpointError(f"checkpoint {path}: its weights are not a mapping of tensors")
-    model = _build_within(cfg, weights, path)
+    from ncsn.guard import build_for_checkpoint
+
+    n_elements = sum(t.numel() for t in weights.values())
+    model = build_for_checkpoint(lambda: build_model(cfg), len(weights), n_elements, path)
     check_state_dict(model, weights, path)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
-
-
-def _build_within(cfg: Config, weights: dict[str, torch.Tensor], path: Path) -> nn.Module:
-    """Build the model a stored config describes, allocating no more than its weights take."""
-    from ncsn.guard import BudgetExceeded, allocation_budget
-
-    elements = sum(t.numel() for t in weights.values())
-    try:
-        with allocation_budget(2 * elements + 2**20, 2 * len(weights) + 64, 4 * len(weights) + 64):
-            return build_model(cfg)
-    except BudgetExceeded as e:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit its own config: {e} ({elements} values stored); "
-            "the file was damaged or edited"
-        ) from None
-    except NCSNError:
-        raise
-    except (TypeError, ValueError, RuntimeError, MemoryError) as e:
-        raise CheckpointError(
-            f"checkpoint {path}: its stored config cannot build a model ({e}); the file was "
-            "damaged or edited"
-        ) from None
 
 
 def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: Any) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -39,8 +40,8 @@ from ncsn.io import WriteError, atomic_write
 FORMAT = "ncsn-checkpoint-v2"
 FORMAT_V1 = "ncsn-checkpoint-v1"  # checksum over the tensors only; still read
 LATEST = "latest"
-STEP_FILE = re.compile(r"step_(\d{8,})\.safetensors")
-_TEMPORARY = re.compile(r"\.(step_\d{8,}\.safetensors|latest)\.[A-Za-z0-9_]+\.tmp")
+STEP_FILE = re.compile(r"step_([0-9]{8,})\.safetensors")
+_TEMPORARY = re.compile(r"\.(step_[0-9]{8,}\.safetensors|latest)\.[A-Za-z0-9_]+\.tmp")
 MAX_DEPTH = 32  # nesting of the state record (a real one is about 6 deep)
 MAX_HEADER = 100_000_000  # bytes; safetensors' own limit
 
@@ -48,6 +49,7 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "read_checkpoint_config",
+    "declared_sizes",
     "find_checkpoint",
     "list_checkpoints",
     "prune_checkpoints",
@@ -237,6 +239,20 @@ def read_checkpoint_config(path: str | Path) -> Any:
     return _state_record(path, metadata, None).get("config")
 
 
+def declared_sizes(path: str | Path) -> tuple[int, int]:
+    """How many tensors a checkpoint declares and their total elements (header only)."""
+    path = Path(path)
+    _open(path, with_tensors=False)  # the same checks as a full read
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = [f.get_slice(k).get_shape() for k in f.keys()]  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({e})"
+        ) from None
+    return len(shapes), sum(math.prod(s) for s in shapes)
+
+
 def _files(folder: Path) -> list[Path]:
     """Checkpoint files in ``folder`` (exact names, regular files, no links), by step."""
     if not folder.is_dir():
@@ -257,9 +273,11 @@ def list_checkpoints(workdir: str | Path) -> list[Path]:
 def _latest(folder: Path, warn: bool = True) -> Path | None:
     """The checkpoint ``folder/latest`` names, if it names one of the folder's checkpoints."""
     pointer = folder / LATEST
-    if not pointer.is_file():
+    if not (pointer.exists() or pointer.is_symlink()):
         return None
     try:
+        if not pointer.is_file():
+            raise OSError(0, "not a regular file")
         with open(pointer, "rb") as f:
             name = f.read(256).decode("utf-8", "replace").strip()
     except OSError as e:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.modules.module import register_module_module_registration_hook
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["BudgetExceeded", "allocation_budget"]
+__all__ = ["BudgetExceeded", "allocation_budget", "build_for_checkpoint"]
 
 
 class BudgetExceeded(Exception):
@@ -96,3 +97,37 @@ def allocation_budget(max_elements: int, max_tensors: int, max_modules: int) -> 
             yield
     finally:
         handle.remove()
+
+
+def build_for_checkpoint(
+    build: Callable[[], torch.nn.Module], n_tensors: int, n_elements: int, path: Path | str
+) -> torch.nn.Module:
+    """Build the model a checkpoint's stored config describes, within what the file holds.
+
+    Args:
+        build: Builds the model (e.g. ``lambda: build_model(cfg)``).
+        n_tensors: Tensors the checkpoint stores for the model (or in all).
+        n_elements: Their elements.
+        path: The checkpoint, for messages.
+
+    Raises:
+        CheckpointError: The config asks for a larger model than the file holds, or cannot
+            build one at all.
+    """
+    from ncsn.errors import CheckpointError, NCSNError
+
+    try:
+        with allocation_budget(2 * n_elements + 2**20, 2 * n_tensors + 64, 4 * n_tensors + 64):
+            return build()
+    except BudgetExceeded as e:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit its own config: {e} ({n_elements} values stored); "
+            "the file was damaged or edited"
+        ) from None
+    except NCSNError:
+        raise
+    except (TypeError, ValueError, RuntimeError, MemoryError) as e:
+        raise CheckpointError(
+            f"checkpoint {path}: its stored config cannot build a model ({e}); the file was "
+            "damaged or edited"
+        ) from None

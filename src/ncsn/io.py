@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,9 @@ def check_output_path(path: str | os.PathLike, *, what: str = "output file") -> 
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
+    A device or pipe (``/dev/null``, a FIFO) is written directly: replacing it by a regular
+    file would break it for every other program.
+
     Args:
         path: The final file.
         mode: ``"wb"`` or ``"w"``.
@@ -72,6 +76,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             unchanged and no temporary file is left behind.
     """
     path = Path(path)
+    if _is_special(path):  # /dev/null, a pipe: write into it; never replace it by a file
+        try:
+            with open(path, mode) as f:
+                yield f
+        except OSError as e:
+            raise _write_error(path, e) from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     except OSError as e:
@@ -90,6 +101,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         if isinstance(e, OSError) and not isinstance(e, NCSNError):
             raise _write_error(path, e) from None
         raise
+
+
+def _is_special(path: Path) -> bool:
+    """A device, pipe or socket (not a link to one, which is replaced like a file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def _write_error(path: Path, e: OSError) -> WriteError:

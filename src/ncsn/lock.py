@@ -13,6 +13,7 @@ import fcntl
 import functools
 import inspect
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,12 +52,20 @@ class WorkdirLock:
 
     def acquire(self) -> WorkdirLock:
         """Take the lock or raise :class:`WorkdirBusy` naming the holder's PID."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as e:
             raise NCSNError(
-                f"workdir {self.workdir} is not writable ({e.strerror}); choose another --workdir"
+                f"cannot open the lock file {self.path} ({e.strerror}); the workdir must be "
+                "writable and the lock file a regular file (not a link): choose another --workdir"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NCSNError(
+                f"the lock file {self.path} is not a regular file; remove it or choose another "
+                "--workdir"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

@@ -15,25 +15,17 @@ from typing import Any
 from ncsn.errors import NCSNError
 from ncsn.io import WriteError, atomic_write
 
-__all__ = ["MetricsLog", "records_up_to"]
+__all__ = ["MetricsLog", "record_step"]
 
 
-def records_up_to(text: str, step: int) -> list[str]:
-    """The complete records of a log with ``"step" <= step``, as lines.
-
-    Lines that are not a JSON object with an integer ``step`` (a half-written last line,
-    for instance) are dropped.
-    """
-    kept = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        s = rec.get("step") if isinstance(rec, dict) else None
-        if isinstance(s, int) and not isinstance(s, bool) and s <= step:
-            kept.append(line.strip() + "\n")
-    return kept
+def record_step(line: str) -> int | None:
+    """The step of one complete log line; None for anything else (a half-written line)."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = rec.get("step") if isinstance(rec, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class MetricsLog:
@@ -45,14 +37,12 @@ class MetricsLog:
             raise NCSNError(
                 f"{self.path} is not a regular file; move it away or choose another workdir"
             )
-        if self.path.exists():  # drop lines written after the checkpoint we resume from
-            text = self.path.read_bytes().decode("utf-8", "replace")
-            kept = records_up_to(text, start_step)
-            if "".join(kept) != text:
-                with atomic_write(self.path, "w") as f:
-                    f.write("".join(kept))
         try:
+            if self.path.exists():  # drop lines written after the checkpoint we resume from
+                self._trim(start_step)
             self.f = open(self.path, "a")  # noqa: SIM115
+        except WriteError:
+            raise
         except OSError as e:
             raise self._error(e) from None
         self.tb = None
@@ -63,6 +53,14 @@ class MetricsLog:
                 self.tb = SummaryWriter(str(Path(workdir) / "tb"), purge_step=start_step + 1)
             except ImportError:
                 self.tb = None
+
+    def _trim(self, start_step: int) -> None:
+        with open(self.path, "rb") as old, atomic_write(self.path, "w") as new:
+            for raw in old:
+                line = raw.decode("utf-8", "replace").strip()
+                step = record_step(line)
+                if step is not None and step <= start_step:
+                    new.write(line + "\n")
 
     def _error(self, e: OSError) -> WriteError:
         return WriteError(

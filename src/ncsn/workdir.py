@@ -46,15 +46,16 @@ _TMP = r"\.[A-Za-z0-9_]+\.tmp"
 # the names ncsn writes inside each folder of a run (temporaries of atomic writes included)
 _OWNED = {
     ".": re.compile(rf"\.write-test|\.(config\.yaml|metrics\.jsonl){_TMP}"),
-    "checkpoints": re.compile(rf"\.?(step_\d{{8,}}\.safetensors|latest)({_TMP})?"),
-    "samples": re.compile(rf"\.?step_\d{{8,}}\.png({_TMP})?"),
+    "checkpoints": re.compile(rf"\.?(step_[0-9]{{8,}}\.safetensors|latest)({_TMP})?"),
+    "samples": re.compile(rf"\.?step_[0-9]{{8,}}\.png({_TMP})?"),
     "tb": re.compile(r"events\.out\.tfevents\.[^/]+"),
 }
 
 
 def is_run_folder(workdir: str | Path) -> bool:
     """Whether ncsn made ``workdir`` a run folder (it holds the marker file)."""
-    return (Path(workdir) / MARKER).is_file()
+    marker = Path(workdir) / MARKER
+    return marker.is_file() and not marker.is_symlink()
 
 
 def _mark(workdir: Path) -> None:
@@ -157,8 +158,13 @@ def run_config(workdir: str | Path) -> Config | None:
     found = ckpt.list_checkpoints(workdir)
     if not found:
         return None
+    from ncsn.api import build_model
+    from ncsn.guard import build_for_checkpoint
+
     path = ckpt.find_checkpoint(workdir)
-    return config_from_dict(ckpt.read_checkpoint_config(path), f"config stored in {path}")
+    cfg = config_from_dict(ckpt.read_checkpoint_config(path), f"config stored in {path}")
+    build_for_checkpoint(lambda: build_model(cfg), *ckpt.declared_sizes(path), path)  # untrusted
+    return cfg
 
 
 def _fresh_start(workdir: Path, cfg: Config, resume: bool | None) -> bool:
@@ -205,6 +211,14 @@ def prepare_workdir(workdir: Path, cfg: Config, resume: bool | None, overwrite: 
     """
     workdir = Path(workdir)
     _refuse_links(workdir, ("checkpoints",), "ncsn writes and prunes checkpoints only in place")
+    for name in ("checkpoints", "samples", "tb"):
+        if (workdir / name).exists() and not (workdir / name).is_dir():
+            raise NCSNError(
+                f"{workdir / name} is not a folder, but a run keeps its {name} there: move it "
+                "away or choose another --workdir"
+            )
+    if overwrite and resume:
+        raise NCSNError("--overwrite deletes the run that --resume would continue; pass only one")
     if overwrite and _present(workdir):
         remove_run_files(workdir)
     found = ckpt.list_checkpoints(workdir)

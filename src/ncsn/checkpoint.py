@@ -164,8 +164,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def _open(path: Path, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (empty unless ``with_tensors``) and metadata of a safetensors file."""
+def _open(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors (else their shapes, read from the header) and metadata of a file."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -176,7 +176,8 @@ def _open(path: Path, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict
             raise SafetensorError(f"its header claims {header_len} bytes, more than the file")
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}  # noqa: SIM118
+            get = f.get_tensor if with_tensors else lambda k: f.get_slice(k).get_shape()
+            tensors = {k: get(k) for k in f.keys()}  # noqa: SIM118
     except PermissionError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as e:
@@ -241,16 +242,8 @@ def read_checkpoint_config(path: str | Path) -> Any:
 
 def declared_sizes(path: str | Path) -> tuple[int, int]:
     """How many tensors a checkpoint declares and their total elements (header only)."""
-    path = Path(path)
-    _open(path, with_tensors=False)  # the same checks as a full read
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            shapes = [f.get_slice(k).get_shape() for k in f.keys()]  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable safetensors file ({e})"
-        ) from None
-    return len(shapes), sum(math.prod(s) for s in shapes)
+    shapes, _ = _open(Path(path), with_tensors=False)
+    return len(shapes), sum(math.prod(s) for s in shapes.values())
 
 
 def _files(folder: Path) -> list[Path]:

@@ -9,7 +9,6 @@ its PID into the file so that a refused second writer can name it.
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import inspect
 import os
@@ -19,6 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ncsn.errors import NCSNError
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no lock, as on file systems without locks
+    fcntl = None
 
 LOCK_FILE = ".ncsn-lock"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +56,8 @@ class WorkdirLock:
 
     def acquire(self) -> WorkdirLock:
         """Take the lock or raise :class:`WorkdirBusy` naming the holder's PID."""
+        if fcntl is None:
+            return self
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
             fd = os.open(self.path, flags, 0o644)

@@ -204,3 +204,45 @@ def test_lock_and_marker_files_that_are_links_are_not_followed(tmp_path, capsys)
     (run / MARKER).symlink_to(victim)
     err = _one_line(capsys, _cli_train(tmp_path, run, "--overwrite"))
     assert "deletes nothing" in err and list_checkpoints(run)
+
+
+def _tamper(run, change):
+    """Rewrite the run's latest checkpoint with ``change`` applied (a valid checksum)."""
+    from ncsn.checkpoint import save_checkpoint
+
+    path = find_checkpoint(run)
+    state = read_checkpoint(path)
+    change(state)
+    save_checkpoint(path, state)
+
+
+def test_resume_with_a_hostile_stored_config_builds_nothing_big(tmp_path, capsys):
+    run = tmp_path / "run"
+    quiet(mlp_config("training.n_iters=4"), run)
+    _tamper(run, lambda s: s["config"]["model"].update(options={"hidden": 10**7, "depth": 1}))
+    (run / "config.yaml").unlink()
+    argv = ["train", "--workdir", str(run), "--resume", "--no-progress", "--device", "cpu"]
+    assert "does not fit its own config" in _one_line(capsys, main(argv))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda s: s.update(optimizer=[1]), "optimizer state is malformed"),
+        (
+            lambda s: s["optimizer"]["state"][0].update(exp_avg=__import__("torch").zeros(3)),
+            "wrong shape",
+        ),
+        (lambda s: s["data"].update(perm=s["data"]["perm"][:10]), "covers 10 images"),
+        (lambda s: s["data"].update(pos=10**9), "data position"),
+        (lambda s: s.update(noise_rng=s["data"]["perm"]), "not a random generator state"),
+        (lambda s: s.update(step="4"), "its step is '4'"),
+        (lambda s: s.update(ema=[1]), "EMA is not a mapping"),
+    ],
+)
+def test_a_malformed_training_state_is_refused_before_loading(tmp_path, capsys, change, match):
+    run = tmp_path / "run"
+    quiet(mlp_config("training.n_iters=4"), run)
+    _tamper(run, change)
+    err = _one_line(capsys, _cli_train(tmp_path, run, cfg=mlp_config("training.n_iters=6")))
+    assert match in err and "step_00000004.safetensors cannot resume" in err

@@ -118,7 +118,6 @@ class OfficialState:
         model: The model's state (official key names).
         ema: The EMA shadow (official parameter names), or ``None``.
         step: The training step recorded in the file (NCSNv2), or ``None``.
-        has_optimizer: Whether an optimizer state is present (it is not imported).
     """
 
     kind: str
@@ -126,7 +125,6 @@ class OfficialState:
     model: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor] | None
     step: int | None
-    has_optimizer: bool
 
 
 def _torch_load(path: Path) -> Any:
@@ -200,7 +198,7 @@ def read_official_checkpoint(path: str | Path) -> OfficialState:
                 "NCSNv2 and NCSNv2Deeper are supported"
             )
         variant = "deeper" if any(k.startswith("res5.") for k in model) else "base"
-    return OfficialState(kind, variant, model, ema, step, has_optimizer=bool(obj[1]))
+    return OfficialState(kind, variant, model, ema, step)
 
 
 def _kind(model: dict[str, torch.Tensor], path: Path) -> str:

@@ -87,11 +87,17 @@ def build_model(
             "the model's input shape is unknown: set data.channels and data.image_size "
             "(train resolves them from the data set)"
         )
+    clash = sorted({"precond", "sigma_data", "data_mean"} & set(cfg.model.options))
+    if clash:
+        raise ConfigError(f"model.options.{clash[0]}: set model.{clash[0]} instead")
     return create_model(
         cfg.model.name,
         channels=channels,
         image_size=image_size,
         sigmas=model_sigmas(cfg),
+        precond=cfg.model.precond,
+        sigma_data=cfg.model.sigma_data,
+        data_mean=cfg.model.data_mean,
         **cfg.model.options,
     )
 

@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("techniques", help="NCSNv2 rules: sigma_1, L and eps for a data set")
-    p.add_argument("--config", default="digits")
+    p.add_argument("--config", default="digits", help="bundled name or YAML path")
+    p.add_argument("--data", help="data set name or image folder (default: the config's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=POS_INT, default=5, help="Langevin steps per level T")
     p.add_argument("--max-points", type=POS_INT, default=10_000)
@@ -382,6 +383,10 @@ def _cmd_eval(a) -> int:
     with atomic_write(a.out, "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (dict, list))}))
+    if "dsm" in report:
+        from ncsn.metrics.heldout import denoiser_table, unlearned_summary
+
+        print(f"dsm: {unlearned_summary(report['dsm'])}\n{denoiser_table(report['dsm'])}")
     print(f"wrote {a.out}")
     return 0
 
@@ -424,7 +429,11 @@ def _cmd_toy(a) -> int:
 
 
 def _cmd_techniques(a) -> int:
+    import torch
+
     from ncsn.config import load_config
+    from ncsn.data import get_dataset
+    from ncsn.edm import data_statistics
     from ncsn.schedules import (
         gamma_for_dimension,
         geometric_sigmas,
@@ -432,23 +441,48 @@ def _cmd_techniques(a) -> int:
         num_levels_from_gamma,
         sigma_max_from_data,
     )
+    from ncsn.transforms import preprocess
 
-    cfg = load_config(a.config, a.overrides)
-    images, _ = _reference_images(None, cfg, a.max_points, split_default="train")
+    data = [f"data.dataset={a.data}"] if a.data else []
+    cfg = load_config(a.config, data + a.overrides)
+    d = cfg.data
+    ds = get_dataset(
+        d.dataset,
+        root=d.root,
+        split="train",
+        image_size=d.image_size,
+        channels=d.channels,
+        random_flip=False,
+        val_size=d.val_size,
+    )
+    idx = torch.linspace(0, len(ds) - 1, min(len(ds), a.max_points)).round().long().unique()
+    images = ds.get_batch(idx, augment=False)[0]
     dim = int(images[0].numel())
-    s1 = sigma_max_from_data(images, max_points=a.max_points)
+    s1 = round(sigma_max_from_data(images, max_points=a.max_points), 4)
     L = num_levels_from_gamma(s1, cfg.model.sigma_min, dim)
     eps = langevin_eps_for_steps(geometric_sigmas(s1, cfg.model.sigma_min, L), a.steps)
+    mean, sd = data_statistics(preprocess(images, dequantize=False, logit=d.logit_transform))
     out: dict[str, Any] = {
-        "data": cfg.data.dataset,
+        "data": d.dataset,
+        "images": int(idx.numel()),
+        "shape": list(images.shape[1:]),
         "dim": dim,
-        "sigma_max": round(s1, 4),
+        "sigma_max": s1,
         "sigma_min": cfg.model.sigma_min,
         "gamma": round(gamma_for_dimension(dim), 5),
         "num_levels": L,
         "n_steps_each": a.steps,
         "eps": eps,
         "official_step_lr": eps / 2,
+        "data_mean": round(mean, 4),
+        "sigma_data": round(sd, 4),
+        "set": [
+            *data,
+            f"model.sigma_max={s1}",
+            f"model.num_levels={L}",
+            f"sampling.n_steps_each={a.steps}",
+            f"sampling.eps={eps:.4g}",
+        ],
     }
     print(json.dumps(out, indent=1))
     return 0

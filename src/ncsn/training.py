@@ -30,6 +30,7 @@ from ncsn import checkpoint as ckpt
 from ncsn.api import build_model, check_state_dict, model_sigmas, sample
 from ncsn.config import Config, save_config
 from ncsn.data import as_tensor, get_dataset
+from ncsn.edm import dsm_loss_options, resolve_data_statistics
 from ncsn.errors import NCSNError
 from ncsn.imaging import save_image_grid
 from ncsn.losses import anneal_dsm_loss, anneal_sliced_score_matching_loss
@@ -137,7 +138,7 @@ def resolve_config(cfg: Config, train_ds) -> Config:
             else cfg.data.dataset in FLIP_BY_DEFAULT
         ),
     )
-    return dataclasses.replace(cfg, data=data)
+    return resolve_data_statistics(dataclasses.replace(cfg, data=data), train_ds)
 
 
 class _Batches:
@@ -177,7 +178,7 @@ def _batch_size_for(n_train: int, bs: int) -> int:
 def _loss_fn(cfg: Config, model, x, sigmas, g):
     t = cfg.training
     if t.loss == "dsm":
-        return anneal_dsm_loss(model, x, sigmas, power=t.loss_power, generator=g)
+        return anneal_dsm_loss(model, x, sigmas, generator=g, **dsm_loss_options(cfg, x, sigmas, g))
     return anneal_sliced_score_matching_loss(
         model,
         x,
@@ -372,8 +373,13 @@ def train(
                             "step": step,
                             "val_dsm": res["loss"],
                             "val_dsm_per_level": res["per_level"],
+                            "val_denoiser_mse": res["denoiser_mse"],
+                            "val_mean_image_mse": res["mean_image_mse"],
                         }
                     )
+                    from ncsn.metrics.heldout import unlearned_summary
+
+                    log(f"step {step}: validation DSM {res['loss']:.4g}; {unlearned_summary(res)}")
                 if t.sample_every and step % t.sample_every == 0:
                     _sample_grid(_ema_model(model, ema), cfg, workdir, step)
                 reached_time = t.time_limit and (time.time() - start_time) / 60 >= t.time_limit

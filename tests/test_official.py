@@ -5,6 +5,7 @@ The network parity on ``../shared/official-refs`` is in ``tests/models/test_offi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -194,6 +195,7 @@ def test_truncated_checkpoint_is_one_line(official_refs, tmp_path, capsys):
             "data.logit_transform must be true or false",
         ),
         ("batch_norm: false", "ngf: [8]", "model.ngf must be an integer"),
+        ("anneal_power: 2.0", "anneal_power: fast", "training.anneal_power must be a number"),
     ],
 )
 def test_config_problems_name_the_field(official_refs, tmp_path, old, new, match):
@@ -261,13 +263,17 @@ def test_imported_run_folder_reproduces_official_outputs(official_refs, tmp_path
         assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
-def test_import_then_sample_end_to_end(official_refs, tmp_path, capsys):
+def test_import_then_sample_and_eval_end_to_end(official_refs, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["import-official", str(official_refs / "ncsn_v1_mnist"), "--out", str(out)]) == 0
     png = tmp_path / "s.png"
     argv = ["sample", "--checkpoint", str(out), "--n", "2", "--steps", "1", "--out", str(png)]
     assert main([*argv, "--device", "cpu"]) == 0
     assert png.stat().st_size > 0
+    report = tmp_path / "report.json"
+    argv = ["eval", "--checkpoint", str(out), "--metrics", "classes", "--n", "2", "--steps", "1"]
+    assert main([*argv, "--out", str(report)]) == 0
+    assert sum(json.loads(report.read_text())["classes"]["counts"]) == 2
 
 
 def test_step_picks_a_numbered_checkpoint(official_refs, tmp_path, capsys):

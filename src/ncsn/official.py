@@ -91,7 +91,12 @@ def find_official_files(
 
 def _get(raw: dict[str, Any], dotted: str, default: Any = None) -> Any:
     section, key = dotted.split(".")
-    return (raw.get(section) or {}).get(key, default)
+    values = raw.get(section)
+    if values is None:
+        return default
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section} in the official config is {values!r}, not a mapping")
+    return values.get(key, default)
 
 
 def _require(raw: dict[str, Any], dotted: str, kind: type, where: Path) -> Any:
@@ -107,8 +112,12 @@ def _require(raw: dict[str, Any], dotted: str, kind: type, where: Path) -> Any:
     return value
 
 
+def _optional(raw: dict[str, Any], dotted: str, kind: type, default: Any, where: Path) -> Any:
+    return _require(raw, dotted, kind, where) if _get(raw, dotted) is not None else default
+
+
 def _flag(raw: dict[str, Any], dotted: str, default: bool, where: Path) -> bool:
-    return _require(raw, dotted, bool, where) if _get(raw, dotted) is not None else default
+    return _optional(raw, dotted, bool, default, where)
 
 
 def _refuse_unsupported(raw: dict[str, Any], where: Path) -> None:
@@ -164,21 +173,21 @@ def official_config(raw: dict[str, Any], state: OfficialState, where: Path) -> C
     ema = state.kind == "ncsnv2" and _flag(raw, "model.ema", False, where)
     training: dict[str, Any] = {
         "loss": "dsm" if _get(raw, "training.algo", "dsm") == "dsm" else "ssm_vr",
-        "loss_power": float(_get(raw, "training.anneal_power", 2.0)),
-        "ema_rate": float(_get(raw, "model.ema_rate", 0.999)) if ema else None,
+        "loss_power": _optional(raw, "training.anneal_power", float, 2.0, where),
+        "ema_rate": _optional(raw, "model.ema_rate", float, 0.999, where) if ema else None,
     }
-    for ours, theirs in (
-        ("batch_size", "training.batch_size"),
-        ("n_iters", "training.n_iters"),
-        ("checkpoint_every", "training.snapshot_freq"),
-        ("n_projections", "training.n_particles"),
-        ("lr", "optim.lr"),
-        ("beta1", "optim.beta1"),
-        ("weight_decay", "optim.weight_decay"),
-        ("adam_eps", "optim.eps"),
+    for ours, theirs, kind in (
+        ("batch_size", "training.batch_size", int),
+        ("n_iters", "training.n_iters", int),
+        ("checkpoint_every", "training.snapshot_freq", int),
+        ("n_projections", "training.n_particles", int),
+        ("lr", "optim.lr", float),
+        ("beta1", "optim.beta1", float),
+        ("weight_decay", "optim.weight_decay", float),
+        ("adam_eps", "optim.eps", float),
     ):
         if _get(raw, theirs) is not None:
-            training[ours] = _get(raw, theirs)
+            training[ours] = _require(raw, theirs, kind, where)
     if state.kind == "ncsn":
         sampling = dict(_V1_SAMPLING)
     else:
@@ -186,7 +195,7 @@ def official_config(raw: dict[str, Any], state: OfficialState, where: Path) -> C
             "n_steps_each": _require(raw, "sampling.n_steps_each", int, where),
             "eps": 2 * _require(raw, "sampling.step_lr", float, where),
             "denoise": _flag(raw, "sampling.denoise", True, where),
-            "batch_size": _get(raw, "sampling.batch_size", 100),
+            "batch_size": _optional(raw, "sampling.batch_size", int, 100, where),
         }
     d = {
         "name": f"official-{state.kind}-{_DATASETS[dataset]}",

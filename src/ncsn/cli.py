@@ -175,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _add_common(p)
 
+    p = sub.add_parser(
+        "import-official",
+        help="turn an official NCSN/NCSNv2 checkpoint into an ncsn run folder",
+        description="Import a checkpoint written by the authors' code (ermongroup/ncsn run.zip "
+        "run/logs/<doc>, ermongroup/ncsnv2 exp/logs/<doc>) without running code from it.",
+    )
+    p.add_argument("path", type=Path, help="checkpoint*.pth, or the folder with it and config.yml")
+    p.add_argument("--out", type=Path, required=True, help="run folder to create (new or empty)")
+    p.add_argument("--config", type=Path, help="the official config.yml (default: beside it)")
+    p.add_argument("--step", type=NONNEG_INT, help="take checkpoint_<step>.pth from the folder")
+    _add_common(p)
+
     p = sub.add_parser("toy", help="the paper's 2-D toy experiments (Figures 1-3)")
     p.add_argument("figure", choices=["fig1", "fig2", "fig3", "all"])
     p.add_argument("--out", type=Path, default=Path("runs/toy"))
@@ -499,6 +511,25 @@ def _cmd_eval(a) -> int:
     return 0
 
 
+def _cmd_import_official(a) -> int:
+    from ncsn.official import import_official
+
+    r = import_official(a.path, a.out, config=a.config, step=a.step)
+    cfg = r["config"]
+    net = r["kind"] + (f" ({r['variant']})" if r["variant"] else "")
+    shape = f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}"
+    print(
+        f"imported {net}, {shape}, ngf {cfg.model.options['ngf']}, L={cfg.model.num_levels}, "
+        f"step {r['step']} from {r['source']}"
+    )
+    print(
+        f"wrote {r['workdir'] / 'config.yaml'} and {r['checkpoint']} "
+        f"({'raw and EMA' if r['ema'] else 'raw'} weights; no optimizer state)"
+    )
+    print(f"next: ncsn sample --checkpoint {r['workdir']} --n 64 --out samples.png")
+    return 0
+
+
 def _cmd_toy(a) -> int:
     from ncsn.toy import experiments
 
@@ -603,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": _cmd_sample,
         "inpaint": _cmd_inpaint,
         "eval": _cmd_eval,
+        "import-official": _cmd_import_official,
         "toy": _cmd_toy,
         "techniques": _cmd_techniques,
         "configs": _cmd_configs,

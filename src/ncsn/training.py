@@ -256,15 +256,7 @@ def train(
     step = 0
     if resuming:
         path = ckpt.find_checkpoint(workdir)
-        st = ckpt.read_checkpoint(path)
-        check_resume_state(st, model, len(train_ds), path)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        if ema is not None and st.get("ema") is not None:
-            ema.shadow = {k: v.to(device) for k, v in st["ema"].items()}
-        batches.load(st["data"])
-        g_noise.set_state(st["noise_rng"])
-        step = int(st["step"])
+        step = _restore(ckpt.read_checkpoint(path), path, model, opt, ema, batches, g_noise, log)
         log(f"resuming {workdir} from step {step} ({path.name})")
     save_config(cfg, workdir / "config.yaml")
     val_images = as_tensor(val_ds)[0] if val_ds is not None and len(val_ds) else None
@@ -414,6 +406,29 @@ def train(
     ):
         last_path = save(step)
     return TrainResult(workdir, step, last_loss, last_path, stopped)
+
+
+def _restore(st, path: Path, model, opt, ema, batches, g_noise, log) -> int:
+    """Load a checkpoint's training state; returns its step.
+
+    A checkpoint without optimizer, data-order or noise state (``ncsn import-official``
+    writes weights only) starts those fresh from ``training.seed``: fine-tuning, not an
+    exact continuation.
+    """
+    check_resume_state(st, model, len(batches.ds), path)
+    model.load_state_dict(st["model"])
+    if ema is not None and st.get("ema") is not None:
+        ema.shadow = {k: v.to(next(model.parameters()).device) for k, v in st["ema"].items()}
+    if st.get("optimizer") is None:
+        log(
+            f"{path.name} holds weights only (no optimizer, data-order or noise state): "
+            "fine-tuning with a fresh Adam optimizer and fresh random streams"
+        )
+    else:
+        opt.load_state_dict(st["optimizer"])
+        batches.load(st["data"])
+        g_noise.set_state(st["noise_rng"])
+    return int(st["step"])
 
 
 def _non_finite_message(out, sigmas: torch.Tensor, step: int) -> str:

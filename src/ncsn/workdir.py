@@ -34,6 +34,7 @@ __all__ = [
     "MetricsLog",
     "check_disk",
     "is_run_folder",
+    "mark_run_folder",
     "prepare_workdir",
     "remove_run_files",
     "run_config",
@@ -58,7 +59,9 @@ def is_run_folder(workdir: str | Path) -> bool:
     return marker.is_file() and not marker.is_symlink()
 
 
-def _mark(workdir: Path) -> None:
+def mark_run_folder(workdir: str | Path) -> None:
+    """Mark ``workdir`` as a run folder that ncsn made (call only for folders it created)."""
+    workdir = Path(workdir)
     if not is_run_folder(workdir):
         with atomic_write(workdir / MARKER, "w") as f:
             json.dump({"ncsn": "run folder", "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, f)
@@ -193,7 +196,7 @@ def _fresh_start(workdir: Path, cfg: Config, resume: bool | None) -> bool:
             NCSNWarning,
             stacklevel=3,
         )
-    _mark(workdir)
+    mark_run_folder(workdir)
     return False
 
 
@@ -244,7 +247,7 @@ def prepare_workdir(workdir: Path, cfg: Config, resume: bool | None, overwrite: 
             f"{workdir} already holds a run; pass --resume to continue it, or choose another "
             "--workdir"
         )
-    _mark(workdir)
+    mark_run_folder(workdir)
     return True
 
 
@@ -358,7 +361,9 @@ def check_resume_state(st: dict, model: nn.Module, n_train: int, path: Path) -> 
     check_state_dict(model, _tensors(st.get("model"), path, "model"), path)
     if st.get("ema") is not None:
         check_state_dict(model, _tensors(st["ema"], path, "EMA"), path)
-    _check_optimizer(st.get("optimizer"), list(model.parameters()), path)
+    if st.get("optimizer") is None:  # weights only (ncsn import-official): nothing more to load
+        return
+    _check_optimizer(st["optimizer"], list(model.parameters()), path)
     data = st.get("data")
     perm = data.get("perm") if isinstance(data, dict) else None
     pos = data.get("pos") if isinstance(data, dict) else None

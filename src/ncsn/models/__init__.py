@@ -108,7 +108,8 @@ def create_model(
             ``ch_mult``, ``num_res_blocks``, ``attention`` for the U-Net, ``hidden``,
             ``depth``, ``scale_by_sigma`` for the MLP).
         precond: ``"none"`` (the network is the score model) or ``"edm"`` (wrapped in
-            :class:`EDMPrecond`; a U-Net then gets ``input_scaling=False``).
+            :class:`EDMPrecond`; a U-Net then gets ``input_scaling=False``, a RefineNet
+            ``rescale_input=False``).
         sigma_data: Data standard deviation for ``"edm"`` (None: 0.25).
         data_mean: Data mean for ``"edm"`` (None: 0.5).
 
@@ -137,6 +138,8 @@ def create_model(
         )
     if precond == "edm" and key == "unet":
         kwargs.setdefault("input_scaling", False)
+    if precond == "edm" and key in ("ncsn", "ncsnv2"):
+        kwargs.setdefault("rescale_input", False)  # c_in centres and scales the input
     net = builder(channels=channels, image_size=image_size, sigmas=sigmas, **kwargs)
     if precond == "none":
         return net

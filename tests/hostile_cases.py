@@ -27,7 +27,8 @@ from hostile_inputs import (
     truncated_png,
 )
 
-RELIAB_A = "reliab-a"  # items another helper implements; xfail until merged
+RELIAB_A = "reliab-a"  # the run-folder and checkpoint guarantees (workdir ownership, locking,
+# whole-file checksums, `latest`, crash recovery), implemented beside these input checks
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Case:
         api: Instead of ``argv``, a Python call; an NCSNError counts as exit code 2.
         check: Further assertions ``check(env, stderr)`` after the call.
         patch: ``patch(env, monkeypatch)`` before the call (simulated faults).
-        owner: ``reliab-a`` for items another helper implements (xfail until merged).
+        owner: ``reliab-a`` for the run-folder and checkpoint guarantees (for the tally).
         may_change: Files (relative to the case folder) the call may write or replace.
         skip_root: Skip when running as root (permissions do not apply).
         extra_lines: Informational stderr lines allowed before the error line.
@@ -182,7 +183,7 @@ CONFIG = [
     Case("config", "model.options a number", dry("model.options=5"), "mapping"),
     Case("config", "image_size 0", dry("data.image_size=0"), "out of range"),
     Case("config", "channels 2", dry("data.channels=2"), "choose one of"),
-    Case("config", "eta 0", dry("sampling.eta=0"), "out of range"),
+    Case("config", "eta 0 for cas", dry("sampling.sampler=cas", "sampling.eta=0"), "out of range"),
     Case("config", "n_projections 0", dry("training.n_projections=0"), "out of range"),
     Case("config", "time_limit -5", dry("training.time_limit=-5"), "out of range"),
     Case("config", "empty data set name", dry("data.dataset=''"), "data.dataset is empty"),

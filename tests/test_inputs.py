@@ -351,34 +351,52 @@ def _sample(run, tmp_path):
     return ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "s.png"), "--steps", "1"]
 
 
-def test_unreadable_latest_and_checkpoint_folder_are_one_line(run, tmp_path, capsys, monkeypatch):
+def test_unreadable_latest_and_checkpoint_folder(run, tmp_path, capsys, monkeypatch):
+    import builtins
     import os
-    from pathlib import Path
 
-    real_read, real_listdir = Path.read_text, os.listdir
+    from ncsn.errors import NCSNWarning
 
-    def deny_read(self, *a, **k):
-        if self.name == "latest":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self, *a, **k)
+    work = _copy(run, tmp_path)
+    real_open, real_listdir = builtins.open, os.listdir
 
-    with monkeypatch.context() as m:
-        m.setattr(Path, "read_text", deny_read)
-        _one_line(capsys, _sample(run, tmp_path), "latest (Permission denied)")
+    def deny_open(file, *a, **k):
+        if os.path.basename(str(file)) == "latest":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    with monkeypatch.context() as m:  # an unreadable latest: said, and the newest is used
+        m.setattr(builtins, "open", deny_open)
+        with pytest.warns(NCSNWarning, match="Permission denied.*using the newest by step"):
+            assert main(_sample(work, tmp_path)) == 0
+    (tmp_path / "s.png").unlink()
+    capsys.readouterr()
 
     def deny_list(path):
         if str(path).endswith("checkpoints"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_listdir(path)
 
+    # latest names a file that is gone, and the folder cannot be listed: one line, no guess
+    (work / "checkpoints" / "latest").write_text("step_99999999.safetensors\n")
     monkeypatch.setattr(os, "listdir", deny_list)
-    monkeypatch.setattr(  # latest names a file that is gone: the folder must be listed
-        Path, "read_text", lambda p, *a, **k: "gone\n" if p.name == "latest" else real_read(p)
-    )
-    _one_line(capsys, _sample(run, tmp_path), "cannot list")
-    err = _one_line(capsys, ["train", "--workdir", str(run), "--no-progress"], "cannot list")
+    _one_line(capsys, _sample(work, tmp_path), "cannot list")
+    err = _one_line(capsys, ["train", "--workdir", str(work), "--no-progress"], "cannot list")
     assert "--overwrite" not in err  # never advise deleting what could not even be listed
     assert not (tmp_path / "s.png").exists()
+
+
+def test_a_checkpoint_whose_header_length_starts_like_a_pickle_loads(run, tmp_path):
+    """Its first byte is 0x80 (a header of 128 + 256 k bytes), like a pickle's."""
+    from ncsn.checkpoint import find_checkpoint, read_checkpoint
+
+    raw = find_checkpoint(run).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8 : 8 + n] + b" " * ((0x80 - n) % 256)  # safetensors allows space padding
+    path = tmp_path / "step_00000004.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + n :])
+    assert path.read_bytes()[0] == 0x80
+    assert read_checkpoint(path)["step"] == read_checkpoint(find_checkpoint(run))["step"]
 
 
 def test_checkpoint_read_errors_say_what_is_wrong(run, tmp_path):
@@ -450,7 +468,7 @@ def test_changed_config_advice_is_not_refused_when_followed(run, tmp_path, capsy
     work = _copy(run, tmp_path)
     argv = ["train", "--workdir", str(work), "--no-progress", "--set", "training.lr=0.5"]
     err = _one_line(capsys, argv, "different config")
-    assert "--resume and without --config/--set" in err
+    assert "--resume and no --config or --set of these keys" in err
     # following the advice continues the run (its own config, more steps)
     rc = main(["train", "--workdir", str(work), "--resume", "--no-progress", "--max-steps", "1"])
     assert rc == 0, capsys.readouterr().err

@@ -113,6 +113,17 @@ class TrainingConfig:
         time_limit: Stop (with a checkpoint) after this many minutes of training (None: no limit).
         tensorboard: Also write TensorBoard event files when tensorboard is installed.
         threads: CPU threads for PyTorch (0: leave PyTorch's default).
+        accumulate: Gradient accumulation: each step runs ``accumulate`` micro-batches of
+            ``batch_size / (processes * accumulate)`` examples per process and sums their
+            gradients, so the update is the one of a whole batch of ``batch_size``.
+        precision: ``fp32`` or ``bf16`` (the network runs under bfloat16 autocast; the loss,
+            gradients, optimizer and EMA stay float32).
+        activation_checkpointing: Recompute each block's activations in the backward pass
+            instead of storing them (less memory, one more forward pass of compute).
+        compile: Run the network through ``torch.compile`` (falls back to eager with one
+            warning line where compilation fails).
+        channels_last: Channels-last memory format for the network and its inputs (meant for
+            CUDA tensor cores).
     """
 
     n_iters: int = 200_000
@@ -139,6 +150,11 @@ class TrainingConfig:
     time_limit: float | None = None
     tensorboard: bool = True
     threads: int = 0
+    accumulate: int = 1
+    precision: str = "fp32"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    channels_last: bool = False
 
 
 @dataclass
@@ -216,6 +232,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.max_bad_steps": (0, None, True),
     "training.time_limit": (0, None, False),
     "training.threads": (0, 1024, True),
+    "training.accumulate": (1, 1_000_000, True),
     "sampling.n_steps_each": (1, 1_000_000, True),
     "sampling.eps": (0, None, False),
     "sampling.eta": (0, 1, False),
@@ -225,6 +242,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 _CHOICES = {
     "model.name": ("ncsn", "ncsnv2", "unet", "mlp"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
+    "training.precision": ("fp32", "bf16"),
     "sampling.sampler": ("ald", "cas", "ancestral"),
     "sampling.init": ("uniform", "gaussian"),
     "data.channels": (1, 3),

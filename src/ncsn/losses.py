@@ -154,11 +154,16 @@ def _projections(shape, n, dist, generator, like):
     return v
 
 
-def _sliced_terms(score_fn, x, sigma_b, n_projections, dist, variance_reduction, generator):
+def _sliced_terms(
+    score_fn, x, sigma_b, n_projections, dist, variance_reduction, generator, projections=None
+):
     """Per-example sliced score matching objective at fixed inputs (gradient wrt x needed)."""
     x = x.detach().requires_grad_(True)
     s = score_fn(x, sigma_b)
-    vs = _projections(x.shape, n_projections, dist, generator, x)
+    if projections is None:
+        vs = _projections(x.shape, n_projections, dist, generator, x)
+    else:
+        vs = projections.to(x)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for v in vs:
         sv = _flat_sum(s * v)
@@ -222,6 +227,8 @@ def anneal_sliced_score_matching_loss(
     variance_reduction: bool = False,
     levels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    projections: torch.Tensor | None = None,
 ) -> AnnealedLoss:
     """Annealed sliced score matching: SSM on ``x + sigma_i z`` with ``s(., sigma_i)``.
 
@@ -238,15 +245,25 @@ def anneal_sliced_score_matching_loss(
         variance_reduction: Use the SSM-VR form.
         levels: Optional fixed level index per example.
         generator: Source of level, noise and projection draws.
+        noise: Optional fixed standard-normal perturbation, shape of ``x``.
+        projections: Optional fixed projections, shape ``(n_projections, *x.shape)`` (already
+            in the chosen distribution).
 
     Returns:
         :class:`AnnealedLoss`.
     """
     levels, sigma_b = _draw_levels(x, sigmas, levels, generator)
-    z = randn(x.shape, x, generator)
+    z = randn(x.shape, x, generator) if noise is None else noise
     x_tilde = x + _bcast(sigma_b, x) * z
     terms = _sliced_terms(
-        score_fn, x_tilde, sigma_b, n_projections, distribution, variance_reduction, generator
+        score_fn,
+        x_tilde,
+        sigma_b,
+        n_projections,
+        distribution,
+        variance_reduction,
+        generator,
+        projections,
     )
     return _per_level(terms * sigma_b**power, levels, len(sigmas))
 

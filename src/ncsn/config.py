@@ -75,6 +75,14 @@ class ModelConfig:
         sigma_min: sigma_L, the smallest noise level.
         num_levels: L.
         options: Extra keyword arguments for the architecture (e.g. ``ngf``, ``ch``).
+        precond: ``none`` (the network is the score model, as in the paper) or ``edm``
+            (:class:`ncsn.models.precond.EDMPrecond`: EDM's c_skip, c_out, c_in around the
+            network, so every noise level is learnable from the first steps).
+        sigma_data: Standard deviation of the data around ``data_mean`` for ``edm``
+            preconditioning and weighting (None: estimated from the training data when
+            training starts and written into the run's config).
+        data_mean: The data's mean pixel value, subtracted before the network (None: estimated
+            like ``sigma_data``).
     """
 
     name: str = "unet"
@@ -82,6 +90,9 @@ class ModelConfig:
     sigma_min: float = 0.01
     num_levels: int = 10
     options: dict = field(default_factory=dict)
+    precond: str = "none"
+    sigma_data: float | None = None
+    data_mean: float | None = None
 
 
 @dataclass
@@ -100,7 +111,16 @@ class TrainingConfig:
         grad_clip: Clip the gradient norm to this value (None: no clipping).
         ema_rate: Exponential moving average of the weights (None: no EMA).
         loss: ``dsm`` (the paper), ``ssm`` or ``ssm_vr`` (annealed sliced score matching).
-        loss_power: lambda(sigma) = sigma**loss_power.
+        loss_power: lambda(sigma) = sigma**loss_power (``weighting: power``).
+        weighting: ``power`` (lambda = sigma**loss_power, the paper) or ``edm``
+            (lambda = sigma^2 (1 + sigma^2 / sigma_data^2): EDM's weighting in score units).
+        sigma_dist: Noise levels drawn for training: ``uniform`` over the L levels (the paper)
+            or ``lognormal`` (EDM: log sigma ~ N(p_mean, p_std^2), truncated to
+            [sigma_min, sigma_max]; continuous sigma, or levels with those probabilities for
+            the paper's level-indexed network).
+        p_mean: Mean of log sigma for ``lognormal`` (EDM's -1.2 is for data in [-1, 1];
+            ncsn's data in [0, 1] has half the scale, so -1.2 + ln 1/2 = -1.9).
+        p_std: Standard deviation of log sigma for ``lognormal``.
         n_projections: Random projections per example for sliced score matching.
         seed: Seed of every random draw in training.
         log_every: Steps between metric lines.
@@ -138,6 +158,10 @@ class TrainingConfig:
     ema_rate: float | None = 0.999
     loss: str = "dsm"
     loss_power: float = 2.0
+    weighting: str = "power"
+    sigma_dist: str = "uniform"
+    p_mean: float = -1.9
+    p_std: float = 1.2
     n_projections: int = 1
     seed: int = 0
     log_every: int = 100
@@ -212,6 +236,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "model.sigma_max": (0, None, False),
     "model.sigma_min": (0, None, False),
     "model.num_levels": (1, 100_000, True),
+    "model.sigma_data": (0, None, False),
     "training.n_iters": (0, None, True),
     "training.batch_size": (1, 1_000_000, True),
     "training.lr": (0, 1.0, False),
@@ -223,6 +248,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.grad_clip": (0, None, False),
     "training.ema_rate": (0, 1, True),
     "training.n_projections": (1, 1000, True),
+    "training.p_std": (0, None, False),
     "training.log_every": (1, None, True),
     "training.eval_every": (0, None, True),
     "training.sample_every": (0, None, True),
@@ -241,8 +267,11 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 }
 _CHOICES = {
     "model.name": ("ncsn", "ncsnv2", "unet", "mlp"),
+    "model.precond": ("none", "edm"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
     "training.precision": ("fp32", "bf16"),
+    "training.weighting": ("power", "edm"),
+    "training.sigma_dist": ("uniform", "lognormal"),
     "sampling.sampler": ("ald", "cas", "ancestral"),
     "sampling.init": ("uniform", "gaussian"),
     "data.channels": (1, 3),
@@ -339,6 +368,13 @@ def _check_ranges(cfg: Config, source: str) -> None:
         raise ConfigError(
             f"{source}: model.sigma_max ({m.sigma_max}) must be larger than model.sigma_min "
             f"({m.sigma_min}): noise levels go from large to small"
+        )
+    t = cfg.training
+    if t.loss != "dsm" and (t.weighting != "power" or t.sigma_dist != "uniform"):
+        raise ConfigError(
+            f"{source}: training.weighting={t.weighting!r} and training.sigma_dist="
+            f"{t.sigma_dist!r} work with training.loss dsm only (got {t.loss!r}); "
+            "use weighting power and sigma_dist uniform"
         )
     if not cfg.data.dataset:
         raise ConfigError(f"{source}: data.dataset is empty; name a data set, e.g. digits")

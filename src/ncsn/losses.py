@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 
+from ncsn.models.sigma import nearest_level
 from ncsn.rng import randint, randn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -109,6 +110,8 @@ def anneal_dsm_loss(
     levels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
+    sigma: torch.Tensor | None = None,
+    weight: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> AnnealedLoss:
     """The paper's annealed denoising score matching objective (Eqs. 5 and 6).
 
@@ -125,11 +128,21 @@ def anneal_dsm_loss(
         levels: Optional fixed level index per example, shape (B,) (e.g. for evaluation).
         generator: Source of the level and noise draws.
         noise: Optional fixed standard-normal noise, shape of ``x`` (for reproducible evaluation).
+        sigma: Optional noise level per example, shape (B,), used instead of ``sigmas[levels]``
+            (training at continuous sigma); ``levels`` then only files each example under a
+            level for the per-level report (default: the nearest level in log space).
+        weight: Optional ``lambda(sigma)`` as a function of the (B,) noise levels, replacing
+            ``sigma**power`` (e.g. :func:`ncsn.edm.edm_weight`).
 
     Returns:
         :class:`AnnealedLoss` with the scalar loss and its per-level means.
     """
-    levels, sigma_b = _draw_levels(x, sigmas, levels, generator)
+    if sigma is None:
+        levels, sigma_b = _draw_levels(x, sigmas, levels, generator)
+    else:
+        sigma_b = sigma.to(x)
+        if levels is None:
+            levels = nearest_level(sigma_b, sigmas)
     # Step 1: perturb the data with the drawn level's noise.
     z = noise
     if z is None:
@@ -140,7 +153,8 @@ def anneal_dsm_loss(
     target = -z / s
     per_example = 0.5 * _flat_sum((score_fn(x_tilde, sigma_b) - target) ** 2)
     # Step 3: weight by lambda(sigma) = sigma^power, average, and report per level.
-    return _per_level(per_example * sigma_b**power, levels, len(sigmas))
+    lam = sigma_b**power if weight is None else weight(sigma_b)
+    return _per_level(per_example * lam, levels.to(x.device), len(sigmas))
 
 
 def _projections(shape, n, dist, generator, like):

@@ -242,17 +242,22 @@ class Loop:
         return ema.module if ema is not None else self.state.model.eval()
 
     def _evaluate(self) -> None:
-        from ncsn.metrics.heldout import heldout_dsm_loss
+        from ncsn.metrics.heldout import heldout_dsm_loss, unlearned_summary
 
-        cfg, device = self.cfg, self.dist.device
+        cfg, device, step = self.cfg, self.dist.device, self.state.step
         x = preprocess(self.val_images.to(device), dequantize=False, logit=cfg.data.logit_transform)
         res = heldout_dsm_loss(
             self._eval_model(), x, self.setup.sigmas, seed=0, power=cfg.training.loss_power
         )
-        step = self.state.step
-        self.logger.write(
-            {"step": step, "val_dsm": res["loss"], "val_dsm_per_level": res["per_level"]}
-        )
+        rec = {
+            "step": step,
+            "val_dsm": res["loss"],
+            "val_dsm_per_level": res["per_level"],
+            "val_denoiser_mse": res["denoiser_mse"],
+            "val_mean_image_mse": res["mean_image_mse"],
+        }
+        self.logger.write(rec)
+        self.log(f"step {step}: validation DSM {res['loss']:.4g}; {unlearned_summary(res)}")
 
     def _sample_grid(self) -> None:
         folder = self.workdir / "samples"

@@ -157,24 +157,35 @@ class TrainState:
             "noise_rng": self.noise.get_state(),
         }
 
-    def load_state_dict(self, st: dict[str, Any], where: str | Path = "checkpoint") -> None:
+    def load_state_dict(self, st: dict[str, Any], where: str | Path = "checkpoint") -> bool:
         """Restore a state read from a checkpoint (this or an earlier ncsn version's).
+
+        A checkpoint holding weights only (``ncsn import-official`` writes those) restores the
+        weights and the step; optimizer, data order and noise stay fresh from
+        ``training.seed`` (fine-tuning, not an exact continuation), and a missing EMA starts
+        from the weights.
 
         Args:
             st: The checkpoint's state (tensors on any device).
             where: How the source is named in errors.
+
+        Returns:
+            Whether the whole training state was restored (False: weights only).
 
         Raises:
             CheckpointError: Weights that do not fit the model.
         """
         check_state_dict(self.model, st["model"], where)
         self.model.load_state_dict(st["model"])
-        self.optimizer.load_state_dict(st["optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(st["ema"] if st.get("ema") is not None else st["model"])
+        self.step = int(st["step"])
+        if st.get("optimizer") is None:
+            return False
+        self.optimizer.load_state_dict(st["optimizer"])
         self.batches.load_state_dict(st["data"])
         self.noise.set_state(st["noise_rng"])
-        self.step = int(st["step"])
+        return True
 
 
 def global_batch_size(cfg: Config, n_train: int, world_size: int) -> int:

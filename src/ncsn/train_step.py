@@ -25,6 +25,7 @@ from torch import nn
 from ncsn.acceleration import autocast
 from ncsn.config import Config
 from ncsn.distributed import Dist
+from ncsn.edm import draw_training_sigmas, loss_weighting
 from ncsn.losses import AnnealedLoss, anneal_dsm_loss, anneal_sliced_score_matching_loss
 from ncsn.rng import rand, randint, randn
 from ncsn.train_state import TrainState
@@ -41,25 +42,45 @@ class Draws(NamedTuple):
     levels: torch.Tensor  # (B,) noise level indices
     noise: torch.Tensor  # (B, C, H, W) standard normal
     projections: torch.Tensor | None  # (n, B, C, H, W) standard normal, sliced score matching
+    sigma: torch.Tensor | None  # (B,) continuous noise levels (sigma_dist: lognormal)
 
     def rows(self, sl: slice) -> Draws:
         """The draws of examples ``sl``."""
         return Draws(
-            *(None if t is None else t[:, sl] if i == 4 else t[sl] for i, t in enumerate(self))
+            *(
+                None if t is None else t[:, sl] if name == "projections" else t[sl]
+                for name, t in zip(self._fields, self, strict=True)
+            )
         )
 
 
-def draw(cfg: Config, batch: int, shape: torch.Size, g: torch.Generator) -> Draws:
-    """Draw a global batch's random numbers, in the order ncsn has always drawn them."""
+def draw(
+    cfg: Config, batch: int, shape: torch.Size, sigmas: torch.Tensor, g: torch.Generator
+) -> Draws:
+    """Draw a global batch's random numbers, in the order ncsn has always drawn them.
+
+    Args:
+        cfg: The config (which draws: flips, dequantisation, level distribution, loss).
+        batch: The global batch size.
+        shape: One image's shape (C, H, W).
+        sigmas: The L noise levels (on the CPU).
+        g: The run's noise generator.
+
+    Returns:
+        :class:`Draws`, on the CPU.
+    """
     like = torch.empty(0)  # float32 on the CPU: the dtype of the images and their noise
     flip = rand((batch,), like, g) if cfg.data.random_flip else None
     deq = rand((batch, *shape), like, g) if cfg.data.dequantize else None
-    levels = randint(cfg.model.num_levels, (batch,), torch.device("cpu"), g)
+    drawn = draw_training_sigmas(cfg, batch, sigmas, like, g)
+    levels = drawn.get("levels")
+    if levels is None:
+        levels = randint(cfg.model.num_levels, (batch,), torch.device("cpu"), g)
     noise = randn((batch, *shape), like, g)
     proj = None
     if cfg.training.loss != "dsm":
         proj = randn((cfg.training.n_projections, batch, *shape), like, g)
-    return Draws(flip, deq, levels, noise, proj)
+    return Draws(flip, deq, levels, noise, proj, drawn.get("sigma"))
 
 
 @dataclass
@@ -123,7 +144,13 @@ def _loss_fn(cfg: Config, score_fn, x: torch.Tensor, sigmas: torch.Tensor, d: Dr
     dev = x.device
     if t.loss == "dsm":
         return anneal_dsm_loss(
-            score_fn, x, sigmas, power=t.loss_power, levels=d.levels.to(dev), noise=d.noise.to(dev)
+            score_fn,
+            x,
+            sigmas,
+            levels=d.levels.to(dev),
+            noise=d.noise.to(dev),
+            sigma=None if d.sigma is None else d.sigma.to(dev),
+            **loss_weighting(cfg),
         )
     return anneal_sliced_score_matching_loss(
         score_fn,
@@ -169,7 +196,8 @@ def train_step(state: TrainState, setup: StepSetup) -> StepResult:
     cfg, d = setup.cfg, setup.dist
     k = cfg.training.accumulate
     x = state.batches.next().to(d.device)
-    draws = draw(cfg, state.batches.batch_size, x.shape[1:], state.noise)
+    sigmas = setup.sigmas.cpu()
+    draws = draw(cfg, state.batches.batch_size, x.shape[1:], sigmas, state.noise)
     n_local, m = len(x), len(x) // k
     mine = draws.rows(slice(d.rank * n_local, (d.rank + 1) * n_local))
     state.model.train()

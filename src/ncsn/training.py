@@ -33,6 +33,7 @@ from ncsn.api import build_model, model_sigmas
 from ncsn.config import Config, save_config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.distributed import Dist, init_distributed
+from ncsn.edm import resolve_data_statistics
 from ncsn.errors import NCSNError
 from ncsn.perf import tune_allocator
 from ncsn.train_loop import Interrupted, Loop, NonFiniteError, TrainResult
@@ -75,7 +76,7 @@ def resolve_config(cfg: Config, train_ds) -> Config:
             else cfg.data.dataset in FLIP_BY_DEFAULT
         ),
     )
-    return dataclasses.replace(cfg, data=data)
+    return resolve_data_statistics(dataclasses.replace(cfg, data=data), train_ds)
 
 
 def _on_main(d: Dist, fn: Callable[[], Any]) -> Any:
@@ -212,7 +213,11 @@ def _train(cfg, workdir, d: Dist, resume, overwrite, progress, dataset, max_step
     last = None
     if resuming:
         last, st = _on_main(d, lambda: _read_latest(workdir))
-        state.load_state_dict(st, last)
+        if not state.load_state_dict(st, last):
+            log(
+                f"{last.name} holds weights only (no optimizer, data-order or noise state): "
+                "fine-tuning with a fresh Adam optimizer and fresh random streams"
+            )
         log(f"resuming {workdir} from step {state.step} ({last.name})")
     if d.is_main:
         save_config(cfg, workdir / "config.yaml")

@@ -19,11 +19,13 @@ from ncsn.models.layers import (
 
 
 def _reference_in_plus(x, gamma, alpha, beta, eps=1e-5):
+    """Instance norm++ as the official code computes it (not the paper's Appendix A text):
+    alpha inside the gamma product, the channel variance of the means unbiased."""
     mu = x.mean(dim=(2, 3), keepdim=True)
     s = torch.sqrt(x.var(dim=(2, 3), keepdim=True, unbiased=False) + eps)
     m = mu.mean(dim=1, keepdim=True)
-    v = torch.sqrt(mu.var(dim=1, keepdim=True, unbiased=False) + eps)
-    return gamma * (x - mu) / s + beta + alpha * (mu - m) / v
+    v = torch.sqrt(mu.var(dim=1, keepdim=True, unbiased=True) + eps)
+    return gamma * ((x - mu) / s + alpha * (mu - m) / v) + beta
 
 
 def test_cond_instance_norm_plus_matches_formula():
@@ -85,14 +87,52 @@ def test_residual_block_shapes(cin, cout, resample, dilation, out_size, has_shor
     assert (block.shortcut is not None) == has_shortcut
 
 
-def test_refinenet_blocks_shapes():
+@pytest.mark.parametrize("norm", [_norm, None])
+def test_refinenet_blocks_shapes(norm):
     x = torch.randn(2, 8, 8, 8)
-    assert RCUBlock(8, 2, 2, _norm)(x).shape == x.shape
-    assert CRPBlock(8, 2, _norm, "avg")(x).shape == x.shape
+    assert RCUBlock(8, 2, 2, norm)(x).shape == x.shape
+    assert CRPBlock(8, 2, norm, "avg")(x).shape == x.shape
     fine = torch.randn(2, 4, 16, 16)
-    assert MSFBlock([4, 8], 6, _norm)([fine, x], None, (16, 16)).shape == (2, 6, 16, 16)
-    assert RefineBlock([4, 8], 6, _norm)([fine, x]).shape == (2, 6, 16, 16)
-    assert RefineBlock([8], 8, _norm, start=True, end=True)([x]).shape == x.shape
+    assert MSFBlock([4, 8], 6, norm)([fine, x], None, (16, 16)).shape == (2, 6, 16, 16)
+    assert RefineBlock([4, 8], 6, norm)([fine, x]).shape == (2, 6, 16, 16)
+    assert RefineBlock([8], 8, norm, start=True, end=True)([x]).shape == x.shape
+
+
+def test_refine_blocks_without_norm_have_no_norm_parameters():
+    block = RefineBlock([4, 8], 6, None, pool="max")
+    assert not [n for n, _ in block.named_parameters() if "norm" in n]
+    assert isinstance(block.crp.pool, torch.nn.MaxPool2d)
+
+
+def _identity_conv(conv):
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1, 1] = torch.eye(conv.weight.shape[0])
+
+
+def test_crp_average_pool_counts_the_zero_padding():
+    """NCSN's CRP averages over 25 cells at the border too (the padding counts as zeros)."""
+    crp = CRPBlock(1, 1, None, "avg")
+    _identity_conv(crp.convs[0])
+    x = torch.ones(1, 1, 6, 6)  # ELU(1) = 1
+    out = crp(x) - x  # the pooled path
+    assert out[0, 0, 0, 0].item() == pytest.approx(9 / 25)  # corner: 3x3 of the 5x5 inside
+    assert out[0, 0, 2, 2].item() == pytest.approx(1.0)
+    crp_max = CRPBlock(1, 1, None, "max")
+    _identity_conv(crp_max.convs[0])
+    assert (crp_max(x) - x)[0, 0, 0, 0].item() == pytest.approx(1.0)
+
+
+def test_msf_resizes_with_aligned_corners():
+    msf = MSFBlock([1], 1, None)
+    _identity_conv(msf.convs[0])
+    with torch.no_grad():
+        msf.convs[0].bias.zero_()
+    coarse = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    out = msf([coarse], None, (3, 3))
+    # align_corners=True keeps the corner values and puts exact midpoints between them
+    assert out[0, 0, 0].tolist() == [0.0, 0.5, 1.0]
+    assert out[0, 0, 2].tolist() == [2.0, 2.5, 3.0]
 
 
 def test_as_sigma_batch_and_validate():

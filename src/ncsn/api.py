@@ -124,12 +124,19 @@ def load_checkpoint(
     state = read_checkpoint(path)
     try:
         cfg = config_from_dict(state["config"], f"config stored in {path}")
-        model = build_model(cfg)
         weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
     except KeyError as e:
         raise CheckpointError(
             f"checkpoint {path} lacks {e}; it was not written by ncsn train"
         ) from None
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"checkpoint {path}: its weights are not a mapping of tensors")
+    from ncsn.guard import build_for_checkpoint
+
+    n_elements = sum(t.numel() for t in weights.values())
+    model = build_for_checkpoint(lambda: build_model(cfg), len(weights), n_elements, path)
     check_state_dict(model, weights, path)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg

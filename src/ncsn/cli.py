@@ -209,13 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> int:
-    from ncsn.config import config_to_yaml, load_config
+    from ncsn.config import apply_overrides, config_to_yaml, load_config
     from ncsn.training import train
+    from ncsn.workdir import run_config
 
-    name = a.config
-    if name is None and a.resume and a.workdir and (a.workdir / "config.yaml").is_file():
-        name = str(a.workdir / "config.yaml")
-    cfg = load_config(name or "digits", a.overrides)
+    # --resume without --config: the run's config.yaml, or the config in its latest checkpoint
+    saved = run_config(a.workdir) if a.config is None and a.resume and a.workdir else None
+    if saved is not None:
+        cfg = apply_overrides(saved, a.overrides)
+    else:
+        cfg = load_config(a.config or "digits", a.overrides)
     workdir = a.workdir or Path("runs") / cfg.name
     if a.dry_run:
         print(config_to_yaml(cfg), end="")
@@ -256,6 +259,22 @@ def _load(a):
     return model, dataclasses.replace(cfg, sampling=s)
 
 
+def _check_outputs_apart(a, outputs: dict, more_inputs: dict | None = None) -> None:
+    """Refuse an output that is an input (the checkpoint, its ``latest``) or another output."""
+    import warnings
+
+    from ncsn.checkpoint import find_checkpoint
+    from ncsn.io import check_outputs_apart
+
+    with warnings.catch_warnings():  # a bad `latest` is reported once, when loading
+        warnings.simplefilter("ignore")
+        inputs = {"--checkpoint": find_checkpoint(a.checkpoint), **(more_inputs or {})}
+    if Path(a.checkpoint).is_dir():
+        for folder in (Path(a.checkpoint) / "checkpoints", Path(a.checkpoint)):
+            inputs[f"--checkpoint {folder / 'latest'}"] = folder / "latest"
+    check_outputs_apart(outputs, inputs)
+
+
 def _grid_scale(cfg) -> int:
     return max(1, 128 // cfg.data.image_size // 2)
 
@@ -265,9 +284,11 @@ def _cmd_sample(a) -> int:
     from ncsn.imaging import save_gif, save_image_grid, save_npz
     from ncsn.io import check_output_path
 
-    for path, what in ((a.out, "--out"), (a.gif, "--gif"), (a.save_npz, "--save-npz")):
+    outputs = {"--out": a.out, "--gif": a.gif, "--save-npz": a.save_npz}
+    for what, path in outputs.items():
         if path is not None:
             check_output_path(path, what=what)
+    _check_outputs_apart(a, outputs)
     model, cfg = _load(a)
     record = 0
     if a.gif:
@@ -319,6 +340,10 @@ def _cmd_inpaint(a) -> int:
     from ncsn.io import check_output_path
 
     check_output_path(a.out, what="--out")
+    mask_file = a.mask if Path(a.mask).suffix or Path(a.mask).exists() else None
+    images_folder = a.images.removeprefix("folder:") if a.images else None
+    images_folder = images_folder if images_folder and Path(images_folder).exists() else None
+    _check_outputs_apart(a, {"--out": a.out}, {"--mask": mask_file, "--images": images_folder})
     model, cfg = _load(a)
     images, _ = _reference_images(a.images, cfg, a.n_images)
     shape = tuple(images.shape[1:])
@@ -424,6 +449,11 @@ def _cmd_eval(a) -> int:
     if a.out is None:
         raise NCSNError("eval needs --out REPORT.json")
     check_output_path(a.out, what="--out")
+    from ncsn.io import check_outputs_apart
+
+    if a.checkpoint:
+        _check_outputs_apart(a, {"--out": a.out}, {"--samples": a.samples})
+    check_outputs_apart({"--out": a.out}, {"--samples": a.samples})
     metrics = [m.strip().lower() for m in a.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
@@ -592,7 +622,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncsn`` command; returns the exit code."""
     parser = build_parser()
     a = parser.parse_args(argv)
-    from ncsn.errors import NCSNError
+    import warnings
+
+    from ncsn.errors import NCSNError, NCSNWarning
+
+    def one_line(message, category, *args, **kwargs):
+        kind = "warning" if issubclass(category, NCSNWarning) else category.__name__
+        return f"ncsn {a.command}: {kind}: {message}\n"
+
+    warnings.formatwarning = one_line
 
     handler = {
         "train": _cmd_train,
@@ -612,9 +650,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(e, "quiet", False):  # set on ranks > 0 repeating rank 0's error
             print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"ncsn {a.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
 
 
 if __name__ == "__main__":

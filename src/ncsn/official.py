@@ -321,6 +321,9 @@ def _create_workdir(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise NCSNError(f"cannot create {out} ({e.strerror}); choose another --out") from None
+    from ncsn.workdir import mark_run_folder
+
+    mark_run_folder(out)  # ncsn made it: --overwrite may later replace it
 
 
 def import_official(

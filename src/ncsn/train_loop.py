@@ -9,7 +9,6 @@ same step and rank 0's checkpoint holds it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
@@ -25,6 +24,7 @@ from ncsn.api import sample
 from ncsn.config import Config
 from ncsn.errors import NCSNError
 from ncsn.imaging import save_image_grid
+from ncsn.signals import SignalAbort, StopSignals
 from ncsn.train_state import TrainState
 from ncsn.train_step import StepResult, StepSetup, lr_at, train_step
 from ncsn.transforms import preprocess
@@ -54,29 +54,6 @@ class TrainResult:
     last_loss: float
     checkpoint: Path | None
     stopped: str  # "done", "time_limit", "max_steps"
-
-
-class _Signals:
-    """Turns SIGINT/SIGTERM into a flag checked between steps."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: no handlers
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def _follower(err: NCSNError, is_main: bool) -> NCSNError:
@@ -136,10 +113,12 @@ class Loop:
             disable=not (self.progress and self.dist.is_main),
             dynamic_ncols=True,
         )
-        self.start = time.time()
+        self.start, self.signals = time.time(), StopSignals()
         try:
-            with _Signals() as signals:
-                stopped = self._steps(signals)
+            with self.signals:
+                stopped = self._steps()
+        except SignalAbort as e:  # a second signal during a step: that step is not saved
+            raise _follower(self._aborted(e), self.dist.is_main) from None
         finally:
             self.bar.close()
             if self.logger is not None:
@@ -149,7 +128,7 @@ class Loop:
             self._checkpoint()
         return TrainResult(self.workdir, st.step, self.last_loss, self.last_path, stopped)
 
-    def _steps(self, signals: _Signals) -> str:
+    def _steps(self) -> str:
         """Step until done ("done"), a limit ("time_limit", "max_steps") or a signal (raises)."""
         st = self.state
         while st.step < self.cfg.training.n_iters:
@@ -158,8 +137,11 @@ class Loop:
                 self._bad_step(res)
                 continue
             self._record(res)
-            signum, why = self._agree_on_stop(signals)
-            self._after_step(stopping=bool(signum or why))
+            signum, why = self._agree_on_stop()
+            if self._after_step(stopping=bool(signum or why)) and not signum:
+                signum = self._agree_on_signal()  # one that came while rank 0 was writing
+                if signum and self.last_path != self._path():
+                    self._checkpoint()
             if signum:
                 name = signal.Signals(signum).name
                 message = (
@@ -170,6 +152,15 @@ class Loop:
             if why:
                 return why
         return "done"
+
+    def _aborted(self, e: SignalAbort) -> Interrupted:
+        last = self.last_path
+        kept = f"the last checkpoint ({last.name}) is intact" if last else "no checkpoint yet"
+        return Interrupted(
+            f"stopped by a second {e} during step {self.state.step + 1}; {kept}: run the same "
+            "command again to continue",
+            e.signum,
+        )
 
     def _bad_step(self, res: StepResult) -> None:
         self.bad += 1
@@ -192,18 +183,23 @@ class Loop:
         self.level_cnt += res.level_cnt
         self.bar.update(1)
 
-    def _agree_on_stop(self, signals: _Signals) -> tuple[int, str]:
+    def _agree_on_stop(self) -> tuple[int, str]:
         """(signal number or 0, "time_limit"/"max_steps"/""), the same on every rank."""
         t = self.cfg.training
         late = bool(t.time_limit and (time.time() - self.start) / 60 >= t.time_limit)
-        flags = torch.tensor([float(signals.signum or 0), float(late)], dtype=torch.float64)
+        flags = torch.tensor([float(self.signals.signum or 0), float(late)], dtype=torch.float64)
         signum, late = (int(v) for v in self.dist.max_(flags).tolist())
         if late:
             return signum, "time_limit"
         enough = self.max_steps is not None and self.steps_here >= self.max_steps
         return signum, "max_steps" if enough else ""
 
-    def _after_step(self, stopping: bool) -> None:
+    def _agree_on_signal(self) -> int:
+        flag = torch.tensor([float(self.signals.signum or 0)], dtype=torch.float64)
+        return int(self.dist.max_(flag).item())
+
+    def _after_step(self, stopping: bool) -> bool:
+        """Log, evaluate, draw a grid, checkpoint as scheduled; whether rank 0 wrote files."""
         t, step = self.cfg.training, self.state.step
         if step % t.log_every == 0 or step == t.n_iters:
             self._log_line()
@@ -218,6 +214,7 @@ class Loop:
             self._checkpoint()
         elif evaluate or grid:
             self.dist.barrier()
+        return save or evaluate or grid
 
     def _log_line(self) -> None:
         per = (self.level_sum / self.level_cnt.clamp(min=1)).tolist()
@@ -273,7 +270,8 @@ class Loop:
         """Rank 0 writes a checkpoint of the current step; the others wait for it."""
         path = self._path()
         if self.dist.is_main:
-            save_checkpoint(self.workdir, self.cfg, self.state)
+            with self.signals.protect():  # a second signal does not abort the write
+                save_checkpoint(self.workdir, self.cfg, self.state)
         self.dist.barrier()
         self.last_path = path
 
@@ -281,9 +279,7 @@ class Loop:
 def save_checkpoint(workdir: Path, cfg: Config, state: TrainState) -> Path:
     """Write ``state`` as the checkpoint of its step, point ``latest`` at it, prune old ones."""
     t = cfg.training
-    ckpt.checkpoint_dir(workdir).mkdir(exist_ok=True)
-    path = ckpt.checkpoint_path(workdir, state.step)
-    ckpt.save_checkpoint(path, {"config": cfg.to_dict(), **state.state_dict()})
-    ckpt.write_latest(workdir, path)
-    ckpt.prune_checkpoints(workdir, t.keep_checkpoints, t.milestone_every)
-    return path
+    full = {"config": cfg.to_dict(), **state.state_dict()}
+    return ckpt.write_run_checkpoint(
+        workdir, state.step, full, t.keep_checkpoints, t.milestone_every
+    )

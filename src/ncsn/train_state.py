@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ncsn.api import check_state_dict
 from ncsn.config import Config
 from ncsn.errors import NCSNError
 
@@ -157,7 +156,7 @@ class TrainState:
             "noise_rng": self.noise.get_state(),
         }
 
-    def load_state_dict(self, st: dict[str, Any], where: str | Path = "checkpoint") -> bool:
+    def load_state_dict(self, st: dict[str, Any], where: Path) -> bool:
         """Restore a state read from a checkpoint (this or an earlier ncsn version's).
 
         A checkpoint holding weights only (``ncsn import-official`` writes those) restores the
@@ -167,15 +166,17 @@ class TrainState:
 
         Args:
             st: The checkpoint's state (tensors on any device).
-            where: How the source is named in errors.
+            where: The checkpoint file (named in errors; its name must match the step).
 
         Returns:
             Whether the whole training state was restored (False: weights only).
 
         Raises:
-            CheckpointError: Weights that do not fit the model.
+            CheckpointError: A state that does not fit the run, before anything is loaded.
         """
-        check_state_dict(self.model, st["model"], where)
+        from ncsn.workdir import check_resume_state
+
+        check_resume_state(st, self.model, len(self.batches.ds), where)
         self.model.load_state_dict(st["model"])
         if self.ema is not None:
             self.ema.load_state_dict(st["ema"] if st.get("ema") is not None else st["model"])

@@ -35,6 +35,7 @@ from ncsn.data import as_tensor, get_dataset
 from ncsn.distributed import Dist, init_distributed
 from ncsn.edm import resolve_data_statistics
 from ncsn.errors import NCSNError
+from ncsn.lock import WorkdirLock, make_workdir
 from ncsn.perf import tune_allocator
 from ncsn.train_loop import Interrupted, Loop, NonFiniteError, TrainResult
 from ncsn.train_state import EMA, TrainState, global_batch_size, new_state
@@ -99,12 +100,6 @@ def _on_main(d: Dist, fn: Callable[[], Any]) -> Any:
 
 
 def _prepare_workdir(workdir: Path, cfg: Config, model, resume, overwrite, log) -> bool:
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NCSNError(
-            f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir"
-        ) from None
     resuming = prepare_workdir(workdir, cfg, resume, overwrite)
     for f in ckpt.remove_stale_temporaries(workdir):
         log(f"removed {f.name}, an incomplete checkpoint left by an interrupted run")
@@ -191,9 +186,14 @@ def train(
     """
     tune_allocator()
     d = init_distributed(torch.device(device))
+    locks: list[WorkdirLock] = []
     try:
+        # one writer per workdir: rank 0 holds its lock; a second trainer stops with one line
+        _on_main(d, lambda: locks.append(WorkdirLock(make_workdir(workdir)).acquire()))
         return _train(cfg, Path(workdir), d, resume, overwrite, progress, dataset, max_steps, log)
     finally:
+        for lock in locks:
+            lock.release()
         d.close()
 
 

@@ -18,7 +18,7 @@ import torch
 
 from ncsn.metrics.inception import InceptionExtractor
 from ncsn.metrics.streams import ImageBatches, from_dataset, from_tensor, subset_indices
-from ncsn.sampling.common import ScoreFn
+from ncsn.models.sigma import ScoreFn
 
 __all__ = ["RANDOM_INIT", "EvalContext", "subset_images"]
 

@@ -29,7 +29,7 @@ from ncsn.metrics.registry import (
     metric_names,
 )
 from ncsn.metrics.streams import ImageBatches
-from ncsn.sampling.common import ScoreFn
+from ncsn.models.sigma import ScoreFn
 
 __all__ = [
     "ALL_METRICS",

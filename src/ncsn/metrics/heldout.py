@@ -23,17 +23,17 @@ variance lambda_k), so the comparison allows a small margin.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ncsn.errors import ShapeError
+from ncsn.models.sigma import ScoreFn
 
 __all__ = ["heldout_dsm_loss", "image_noise", "unlearned_summary", "denoiser_table"]
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 _MASK64 = (1 << 64) - 1
 UNLEARNED_MARGIN = 0.05
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ncsn.likelihood import probability_flow_log_likelihood
-from ncsn.sampling.common import ScoreFn
+from ncsn.models.sigma import ScoreFn
 
 __all__ = ["dequantize", "bits_per_dim"]
 

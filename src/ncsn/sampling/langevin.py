@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 from ncsn.errors import ShapeError
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, randn
-from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit, sigma_batch
+from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit
 from ncsn.sampling.registry import register_sampler
 
 __all__ = ["langevin_dynamics", "annealed_langevin_dynamics", "annealed_langevin_inpainting"]
@@ -52,7 +53,7 @@ def langevin_dynamics(
     Returns:
         The final state.
     """
-    sig = sigma_batch(sigma, x)
+    sig = as_sigma_batch(sigma, x)
     for t in range(int(n_steps)):
         score = score_fn(x, sig)
         x = x + 0.5 * step_size * score + step_size**0.5 * randn(x.shape, x, generator)
@@ -105,7 +106,7 @@ def annealed_langevin_dynamics(
     steps = int(n_steps_each)
     for i, sigma in enumerate(levels):  # line 2: for i <- 1 to L
         alpha = eps * sigma**2 / sigma_l**2  # line 3: alpha_i <- eps sigma_i^2 / sigma_L^2
-        sig = sigma_batch(sigma, x)
+        sig = as_sigma_batch(sigma, x)
         for t in range(steps):  # line 4: for t <- 1 to T
             z = randn(x.shape, x, generator)  # line 5: z_t ~ N(0, I)
             score = score_fn(x, sig)
@@ -113,7 +114,7 @@ def annealed_langevin_dynamics(
             emit(callback, i * steps + t, i, sigma, x, step_size=alpha, score=score)
         # line 8: x_0 <- x_T, the next level starts where this one ended
     if denoise:
-        x = x + sigma_l**2 * score_fn(x, sigma_batch(sigma_l, x))
+        x = x + sigma_l**2 * score_fn(x, as_sigma_batch(sigma_l, x))
     return x
 
 
@@ -177,7 +178,7 @@ def annealed_langevin_inpainting(
     for i, sigma in enumerate(levels):
         alpha = eps * sigma**2 / sigma_l**2  # alpha_i <- eps sigma_i^2 / sigma_L^2
         y_tilde = observed + sigma * randn(x.shape, x, generator)  # y~ <- y + sigma_i z~
-        sig = sigma_batch(sigma, x)
+        sig = as_sigma_batch(sigma, x)
         for t in range(steps):
             z = randn(x.shape, x, generator)  # z_t ~ N(0, I)
             score = score_fn(x, sig)

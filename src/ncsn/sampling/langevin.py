@@ -1,10 +1,8 @@
 """Langevin samplers of the paper: Langevin dynamics, annealed Langevin dynamics (Algorithm 1)
 and inpainting with it (Algorithm 2).
 
-Step-size convention: the paper's. One Langevin step at level i is
-``x <- x + (alpha_i/2) s(x, sigma_i) + sqrt(alpha_i) z`` with ``alpha_i = eps sigma_i^2/sigma_L^2``.
-The official NCSN code writes ``x + a s + sqrt(2a) z`` with ``a = step_lr sigma_i^2/sigma_L^2``:
-the same step with ``step_lr = eps/2``. Its published samples used ``step_lr = 2e-5``, i.e.
+Step sizes follow the paper's convention (:mod:`ncsn.schedules` states it once; the official
+``step_lr`` is ``eps/2``). The official code's published samples used ``step_lr = 2e-5``, i.e.
 ``eps = 4e-5`` here; the paper's text quotes ``eps = 2e-5``, the official ``step_lr``.
 
 Every random draw uses ``generator`` when given (a list: one generator per batch row), so the

@@ -17,7 +17,8 @@ free) and takes at most about two minutes; ``quick=True`` gives a seconds-long v
 Annealed Langevin settings (Figs. 2-3): sigma geometric from 20 to 1 over 10 levels and T = 100
 steps per level, as in the paper, with eps = 0.2 in the paper's step convention
 (see :mod:`ncsn.schedules`), i.e. ``step_lr = 0.1`` in the official code's convention. With
-eps = 0.1 the weight-0.2 mode comes out about 0.02 too heavy (measured with 20,000 samples): T = 100 steps do not quite finish moving mass between modes.
+eps = 0.1 the weight-0.2 mode comes out about 0.02 too heavy (measured with 20,000 samples):
+T = 100 steps do not quite finish moving mass between modes.
 """
 
 from __future__ import annotations

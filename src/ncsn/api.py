@@ -21,6 +21,7 @@ from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
 from ncsn.models import create_model, has_discrete_sigmas
+from ncsn.rng import image_generator
 from ncsn.sampling import (
     SamplerSpec,
     annealed_langevin_inpainting,
@@ -232,11 +233,6 @@ def init_noise(
     return x.to(device)
 
 
-def _per_image_generator(seed: int, index: int) -> torch.Generator:
-    # image k of seed S is the same whatever n and batch size: one generator per image
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-
 def _run_sampler(model, cfg, x, generator, callback):
     spec, options, sigmas = _sampler_plan(cfg)
     kw, _ = spec.split(options)
@@ -246,7 +242,7 @@ def _run_sampler(model, cfg, x, generator, callback):
 def _sample_images(model, cfg, idx: range, seed: int, device, callback=None):
     """Images ``idx`` of seed ``seed`` (before postprocessing), each from its own generator."""
     shape = (model.channels, model.image_size, model.image_size)
-    gens = [_per_image_generator(seed, k) for k in idx]
+    gens = [image_generator(seed, k) for k in idx]
     x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
     return _run_sampler(model, cfg, x, gens, callback)
 

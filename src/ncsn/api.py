@@ -34,6 +34,7 @@ from ncsn.transforms import postprocess
 
 __all__ = [
     "build_model",
+    "known_shape",
     "load_checkpoint",
     "sample",
     "sample_batches",
@@ -114,6 +115,17 @@ def with_nfe(cfg: Config, nfe: int) -> Config:
     return dataclasses.replace(cfg, sampling=dataclasses.replace(s, **knob))
 
 
+def known_shape(dataset: str | None) -> tuple[int | None, int | None]:
+    """``(channels, image_size)`` of a built-in data set from the data table, without reading
+    any data (digits 1x8, mnist and fashion_mnist 1x28, cifar10 3x32, celeba 3x32 before a
+    config's ``data.image_size``); ``(None, None)`` for folders and unknown names."""
+    from ncsn.data import _ALIASES, _BUILTIN
+
+    key = str(dataset).strip().lower()
+    row = _BUILTIN.get(_ALIASES.get(key, key))
+    return (None, None) if row is None else (int(row[2]), int(row[3]))
+
+
 def build_model(
     cfg: Config, *, channels: int | None = None, image_size: int | None = None
 ) -> nn.Module:
@@ -121,19 +133,20 @@ def build_model(
 
     Args:
         cfg: The config; ``data.channels`` and ``data.image_size`` give the shape unless
-            passed here.
+            passed here, else the known data set's own (:func:`known_shape`; no data is read).
         channels: Image channels (overrides the config).
         image_size: Image side (overrides the config).
 
     Returns:
         An ``nn.Module`` with the ``model(x, sigma)`` score contract.
     """
-    channels = channels or cfg.data.channels
-    image_size = image_size or cfg.data.image_size
+    known_channels, known_size = known_shape(cfg.data.dataset)
+    channels = channels or cfg.data.channels or known_channels
+    image_size = image_size or cfg.data.image_size or known_size
     if channels is None or image_size is None:
         raise ConfigError(
-            "the model's input shape is unknown: set data.channels and data.image_size "
-            "(train resolves them from the data set)"
+            f"the model's input shape is unknown for data set {cfg.data.dataset!r}: set "
+            "data.channels and data.image_size (train resolves them from the data set)"
         )
     clash = sorted({"precond", "sigma_data", "data_mean"} & set(cfg.model.options))
     if clash:

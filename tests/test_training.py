@@ -108,8 +108,8 @@ def test_non_finite_loss_stops_with_step_and_levels(tmp_path, monkeypatch):
 
     real = train_step._loss_fn
 
-    def poisoned(cfg, model, x, sigmas, g):  # the 3rd step onwards produces NaN
-        out = real(cfg, model, x, sigmas, g)
+    def poisoned(cfg, score_fn, x, sigmas, draws):  # the 3rd step onwards produces NaN
+        out = real(cfg, score_fn, x, sigmas, draws)
         calls.append(1)
         return out._replace(loss=out.loss * float("nan")) if len(calls) >= 3 else out
 

@@ -67,14 +67,30 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=["ald", "cas", "ancestral"], help="default: the config's")
-    p.add_argument("--steps", type=POS_INT, help="Langevin steps per noise level (T)")
-    p.add_argument("--eps", type=POS_FLOAT, help="step at the smallest level (paper convention)")
+    p.add_argument(
+        "--sampler",
+        help="ald, cas, ancestral, pc, euler, heun or dpmpp-2m (default: the config's)",
+    )
+    p.add_argument(
+        "--nfe", type=POS_INT, help="network evaluations per sample: sets the sampler's steps"
+    )
+    p.add_argument("--steps", type=POS_INT, help="ALD: Langevin steps per noise level (T)")
+    p.add_argument(
+        "--eps", type=POS_FLOAT, help="ALD: step at the smallest level (paper convention)"
+    )
     p.add_argument(
         "--denoise",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="final Tweedie denoising step",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="sampling.KEY=VALUE",
+        help="set a sampling option, e.g. --set sampling.snr=0.2 (repeatable)",
     )
     p.add_argument("--seed", type=NONNEG_INT, default=0)
     p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
@@ -143,12 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="train",
         help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
     )
-    p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
+    p.add_argument(
+        "--metrics",
+        default="dfid,dkid,dis,classes,dsm,nn",
+        help="comma-separated: fid,is,kid,dfid,dkid,dis,classes,dsm,nn,bpd",
+    )
     p.add_argument(
         "--n",
         type=POS_INT,
         help="number of samples (default: 1000 drawn, or all of --samples; published FIDs use "
-        "50000)",
+        "50000); bpd: number of test images (default 1000)",
     )
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
     p.add_argument(
@@ -242,21 +262,38 @@ def _cmd_train(a) -> int:
 
 
 def _load(a):
-    from ncsn.api import load_checkpoint
+    """The checkpoint's model and config, with the command line's sampling settings."""
+    from ncsn.api import load_checkpoint, sampler_settings, with_nfe
+    from ncsn.config import apply_overrides
+    from ncsn.errors import NCSNError
 
     model, cfg = load_checkpoint(a.checkpoint, device=_device(a.device), ema=not a.no_ema)
-    s = cfg.sampling
-    import dataclasses
-
-    s = dataclasses.replace(
-        s,
-        sampler=a.sampler or s.sampler,
-        n_steps_each=a.steps or s.n_steps_each,
-        eps=a.eps or s.eps,
-        denoise=s.denoise if a.denoise is None else a.denoise,
-        batch_size=getattr(a, "batch_size", None) or s.batch_size,
-    )
-    return model, dataclasses.replace(cfg, sampling=s)
+    sets = list(a.overrides)
+    for item in sets:
+        if not item.strip().startswith("sampling."):
+            raise NCSNError(
+                f"--set {item}: only sampling.KEY=VALUE can change for a trained model "
+                "(its data, model and training settings are fixed)"
+            )
+    flags = {
+        "sampler": a.sampler,
+        "n_steps_each": a.steps,
+        "eps": a.eps,
+        "denoise": a.denoise,
+        "batch_size": getattr(a, "batch_size", None),
+    }
+    sets += [f"sampling.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = apply_overrides(cfg, sets)
+    if a.nfe:
+        cfg = with_nfe(cfg, a.nfe)
+        got = sampler_settings(cfg)
+        if got["nfe"] != a.nfe:
+            print(
+                f"ncsn: note: {got['sampler']} with {got['levels']} levels spends {got['nfe']} "
+                f"network evaluations per sample (--nfe {a.nfe}: the nearest it can do)",
+                file=sys.stderr,
+            )
+    return model, cfg
 
 
 def _check_outputs_apart(a, outputs: dict, more_inputs: dict | None = None) -> None:
@@ -291,9 +328,8 @@ def _cmd_sample(a) -> int:
     _check_outputs_apart(a, outputs)
     model, cfg = _load(a)
     record = 0
-    if a.gif:
-        settings = sampler_settings(cfg)
-        record = max(1, settings["levels"] * settings["n_steps_each"] // 50)
+    if a.gif:  # about 50 frames (each sampler update is at most one frame)
+        record = max(1, sampler_settings(cfg)["nfe"] // 50)
     res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
     save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))
@@ -442,6 +478,7 @@ def _cmd_eval(a) -> int:
     from ncsn.errors import NCSNError
     from ncsn.io import check_output_path
     from ncsn.metrics import ALL_METRICS, evaluate
+    from ncsn.metrics.evaluate import MODEL_ONLY_METRICS
     from ncsn.metrics.inception_metrics import INCEPTION_METRICS, SmallSampleWarning
 
     if a.retrain_classifier:
@@ -473,7 +510,10 @@ def _cmd_eval(a) -> int:
     from_file = _file_samples(a) if a.samples else None
     extractor = _eval_extractor(a, metrics)  # before sampling: a missing file fails fast
     stream = all(m in INCEPTION_METRICS for m in metrics)
-    samples, made = from_file or _drawn_samples(a, model, cfg, stream)
+    if from_file is None and set(metrics) <= set(MODEL_ONLY_METRICS):
+        samples, made = None, None  # bpd and dsm need the network, not samples
+    else:
+        samples, made = from_file or _drawn_samples(a, model, cfg, stream)
     from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
@@ -498,8 +538,11 @@ def _cmd_eval(a) -> int:
             if logit
             else None,
             device=_device(a.device),
+            bpd_n=a.n or 1000,
+            logit_transform=logit,
         )
-    report["protocol"]["samples"] = made
+    if made is not None:
+        report["protocol"]["samples"] = made
     _print_inception_protocol(report)
     from ncsn.io import atomic_write
 

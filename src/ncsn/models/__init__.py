@@ -50,6 +50,7 @@ __all__ = [
     "RefineBlock",
     "create_model",
     "count_parameters",
+    "has_discrete_sigmas",
 ]
 
 
@@ -160,3 +161,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         The number of scalar parameters.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def has_discrete_sigmas(name: str) -> bool:
+    """Whether model ``name`` knows only its L training levels (the paper's ``ncsn`` maps any
+    sigma to the nearest one), so that samplers must use only those levels."""
+    entry = _REGISTRY.get(str(name).lower())
+    return bool(entry and getattr(entry[0], "discrete_sigmas", False))

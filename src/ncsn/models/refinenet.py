@@ -153,6 +153,8 @@ class NCSN(nn.Module):
             unless the data are logit-transformed).
     """
 
+    discrete_sigmas = True  # knows only its L levels: samplers use only those
+
     def __init__(
         self,
         channels: int,

@@ -149,13 +149,14 @@ def test_sampling_numbers_are_checked_by_the_parser(capsys, tmp_path, flag, valu
 
 
 def test_the_largest_seed_samples():
-    from ncsn.api import _per_image_generator
+    from ncsn.rng import image_generator
 
-    a = torch.rand(3, generator=_per_image_generator(2**63 - 1, 5))
-    b = torch.rand(3, generator=_per_image_generator(2**63 - 1, 5))
-    assert torch.equal(a, b)
+    for stream in (0, 1, 2):
+        a = torch.rand(3, generator=image_generator(2**63 - 1, 5, stream))
+        b = torch.rand(3, generator=image_generator(2**63 - 1, 5, stream))
+        assert torch.equal(a, b)
     # small seeds keep the generators they always had
-    assert _per_image_generator(7, 2).initial_seed() == 7 * 1_000_003 + 2
+    assert image_generator(7, 2).initial_seed() == 7 * 1_000_003 + 2
 
 
 def test_a_model_that_cannot_fit_is_refused_before_allocation(tmp_path, capsys):

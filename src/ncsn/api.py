@@ -22,6 +22,7 @@ from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
 from ncsn.memory import check_model_fits
 from ncsn.models import create_model, has_discrete_sigmas
+from ncsn.rng import image_generator
 from ncsn.sampling import (
     SamplerSpec,
     annealed_langevin_inpainting,
@@ -34,6 +35,7 @@ from ncsn.transforms import postprocess
 
 __all__ = [
     "build_model",
+    "known_shape",
     "load_checkpoint",
     "sample",
     "sample_batches",
@@ -114,6 +116,17 @@ def with_nfe(cfg: Config, nfe: int) -> Config:
     return dataclasses.replace(cfg, sampling=dataclasses.replace(s, **knob))
 
 
+def known_shape(dataset: str | None) -> tuple[int | None, int | None]:
+    """``(channels, image_size)`` of a built-in data set from the data table, without reading
+    any data (digits 1x8, mnist and fashion_mnist 1x28, cifar10 3x32, celeba 3x32 before a
+    config's ``data.image_size``); ``(None, None)`` for folders and unknown names."""
+    from ncsn.data import _ALIASES, _BUILTIN
+
+    key = str(dataset).strip().lower()
+    row = _BUILTIN.get(_ALIASES.get(key, key))
+    return (None, None) if row is None else (int(row[2]), int(row[3]))
+
+
 def build_model(
     cfg: Config,
     *,
@@ -129,7 +142,7 @@ def build_model(
 
     Args:
         cfg: The config; ``data.channels`` and ``data.image_size`` give the shape unless
-            passed here.
+            passed here, else the known data set's own (:func:`known_shape`; no data is read).
         channels: Image channels (overrides the config).
         image_size: Image side (overrides the config).
         batch_size: When > 0, also check that training at this batch size fits on ``device``.
@@ -141,12 +154,13 @@ def build_model(
     Raises:
         ConfigError: Unknown shape, invalid options, or a model that cannot fit in memory.
     """
-    channels = channels or cfg.data.channels
-    image_size = image_size or cfg.data.image_size
+    known_channels, known_size = known_shape(cfg.data.dataset)
+    channels = channels or cfg.data.channels or known_channels
+    image_size = image_size or cfg.data.image_size or known_size
     if channels is None or image_size is None:
         raise ConfigError(
-            "the model's input shape is unknown: set data.channels and data.image_size "
-            "(train resolves them from the data set)"
+            f"the model's input shape is unknown for data set {cfg.data.dataset!r}: set "
+            "data.channels and data.image_size (train resolves them from the data set)"
         )
     clash = sorted({"precond", "sigma_data", "data_mean"} & set(cfg.model.options))
     if clash:
@@ -253,12 +267,6 @@ def init_noise(
     return x.to(device)
 
 
-def _per_image_generator(seed: int, index: int) -> torch.Generator:
-    # image k of seed S is the same whatever n and batch size: one generator per image
-    # (wrapped to 64 bits, which changes nothing for seeds below about 1.8e13)
-    return torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
-
-
 def _run_sampler(model, cfg, x, generator, callback):
     spec, options, sigmas = _sampler_plan(cfg)
     kw, _ = spec.split(options)
@@ -268,7 +276,7 @@ def _run_sampler(model, cfg, x, generator, callback):
 def _sample_images(model, cfg, idx: range, seed: int, device, callback=None):
     """Images ``idx`` of seed ``seed`` (before postprocessing), each from its own generator."""
     shape = (model.channels, model.image_size, model.image_size)
-    gens = [_per_image_generator(seed, k) for k in idx]
+    gens = [image_generator(seed, k) for k in idx]
     x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
     return _run_sampler(model, cfg, x, gens, callback)
 

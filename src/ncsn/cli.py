@@ -351,7 +351,10 @@ def _cmd_train(a) -> int:
         max_steps=a.max_steps,
         log=lambda m: print(m, file=sys.stderr),
     )
-    print(f"trained {res.step} steps ({res.stopped}); checkpoint: {res.checkpoint}")
+    from ncsn.distributed import env_rank
+
+    if env_rank() == 0:
+        print(f"trained {res.step} steps ({res.stopped}); checkpoint: {res.checkpoint}")
     return 0
 
 
@@ -833,7 +836,8 @@ def main(argv: list[str] | None = None) -> int:
     except NCSNError as e:
         if a.debug:
             raise
-        print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # set on ranks > 0 repeating rank 0's error
+            print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:
         print(f"ncsn {a.command}: interrupted", file=sys.stderr)

@@ -138,6 +138,17 @@ class TrainingConfig:
         time_limit: Stop (with a checkpoint) after this many minutes of training (None: no limit).
         tensorboard: Also write TensorBoard event files when tensorboard is installed.
         threads: CPU threads for PyTorch (0: leave PyTorch's default).
+        accumulate: Gradient accumulation: each step runs ``accumulate`` micro-batches of
+            ``batch_size / (processes * accumulate)`` examples per process and sums their
+            gradients, so the update is the one of a whole batch of ``batch_size``.
+        precision: ``fp32`` or ``bf16`` (the network runs under bfloat16 autocast; the loss,
+            gradients, optimizer and EMA stay float32).
+        activation_checkpointing: Recompute each block's activations in the backward pass
+            instead of storing them (less memory, one more forward pass of compute).
+        compile: Run the network through ``torch.compile`` (falls back to eager with one
+            warning line where compilation fails).
+        channels_last: Channels-last memory format for the network and its inputs (meant for
+            CUDA tensor cores).
     """
 
     n_iters: int = 200_000
@@ -168,6 +179,11 @@ class TrainingConfig:
     time_limit: float | None = None
     tensorboard: bool = True
     threads: int = 0
+    accumulate: int = 1
+    precision: str = "fp32"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    channels_last: bool = False
 
 
 def _sampling_config() -> type:
@@ -262,6 +278,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.max_bad_steps": (0, None, True),
     "training.time_limit": (0, None, False),
     "training.threads": (0, 1024, True),
+    "training.accumulate": (1, 1_000_000, True),
     "sampling.levels": (1, 1_000_000, True),
     "sampling.n_samples": (1, None, True),
     "sampling.batch_size": (1, None, True),
@@ -270,6 +287,7 @@ _CHOICES = {
     "model.name": ("ncsn", "ncsnv2", "unet", "mlp"),
     "model.precond": ("none", "edm"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
+    "training.precision": ("fp32", "bf16"),
     "training.weighting": ("power", "edm"),
     "training.sigma_dist": ("uniform", "lognormal"),
     "sampling.sampler": sampler_names(),

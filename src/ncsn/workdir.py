@@ -265,6 +265,11 @@ _RESUMABLE = {
     "training.tensorboard",
     "training.threads",
     "training.max_bad_steps",
+    # how a step is executed, not what it computes (same update up to rounding)
+    "training.accumulate",
+    "training.activation_checkpointing",
+    "training.compile",
+    "training.channels_last",
 }
 
 

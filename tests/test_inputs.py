@@ -547,3 +547,23 @@ def test_workdir_config_is_read_with_the_bounded_loader(run, tmp_path):
     with pytest.raises(ConfigError, match="YAML bomb"):
         prepare_workdir(work, config_from_dict({}), None, False)
     assert json.loads((work / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_every_option_named_in_the_source_exists():
+    """A static guard beside the hostile pass (which checks each message against its own
+    subcommand): no message, help or docstring names an option no subcommand has."""
+    import re
+    from pathlib import Path
+
+    import ncsn
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    known = {s for p in sub.choices.values() for a in p._actions for s in a.option_strings}
+    pip_options = {"--no-deps", "--force-reinstall"}  # advice to run pip, not ncsn
+    named = {}
+    for path in Path(ncsn.__file__).parent.rglob("*.py"):
+        for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", path.read_text()):
+            named.setdefault(option, path.name)
+    unknown = {o: f for o, f in named.items() if o not in known | pip_options}
+    assert not unknown, unknown

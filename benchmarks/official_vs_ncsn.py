@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ncsn.acceleration import apply_activation_checkpointing
 from ncsn.api import build_model
 from ncsn.config import load_config
 from ncsn.losses import anneal_dsm_loss
-from ncsn.models import set_activation_checkpointing
 from ncsn.models.fused import plain_ops
 from ncsn.perf import tune_allocator
 from ncsn.schedules import geometric_sigmas
@@ -120,7 +120,8 @@ class Side:
             self.model = build_model(cfg, channels=channels, image_size=size)
             if self.plain:
                 self.model.net.channels_last = False
-            set_activation_checkpointing(self.model, name == "ncsn-ckpt")
+            if name == "ncsn-ckpt":  # training.activation_checkpointing
+                apply_activation_checkpointing(self.model)
         self.net = self.model  # what the step and the evaluation call
         if name == "ncsn-compiled":
             self.net = torch.compile(self.model)

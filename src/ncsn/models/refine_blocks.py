@@ -21,15 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from ncsn.errors import ConfigError
 from ncsn.models.fused import avg_pool5, elu, max_pool5
 
-__all__ = ["NormFactory", "RCUBlock", "MSFBlock", "CRPBlock", "RefineBlock", "maybe_checkpoint"]
+__all__ = ["NormFactory", "RCUBlock", "MSFBlock", "CRPBlock", "RefineBlock"]
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -44,14 +42,6 @@ def _norms(norm: NormFactory | None, channels: Sequence[int]) -> nn.ModuleList |
 
 def _apply(norms: nn.ModuleList | None, k: int, x: Tensor, y: Tensor | None) -> Tensor:
     return x if norms is None else norms[k](x, y)
-
-
-def maybe_checkpoint(enabled: bool, fn: Callable[..., Tensor], *args: object) -> Tensor:
-    """``fn(*args)``, recomputed in the backward pass instead of keeping its activations
-    when ``enabled`` (and gradients are being recorded)."""
-    if enabled and torch.is_grad_enabled():
-        return checkpoint(fn, *args, use_reentrant=False)
-    return fn(*args)
 
 
 def _apply_elu(norms: nn.ModuleList | None, k: int, x: Tensor, y: Tensor | None) -> Tensor:
@@ -195,17 +185,13 @@ class RefineBlock(nn.Module):
         self.msf = None if start else MSFBlock(in_planes, features, norm)
         self.crp = CRPBlock(features, 2, norm, pool)
         self.output = RCUBlock(features, 3 if end else 1, 2, norm)
-        self.checkpoint_parts = False  # see ncsn.models.set_activation_checkpointing
 
     def forward(self, xs: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
-        """Refine and fuse ``xs``; with ``checkpoint_parts`` each RCU, the fusion and the
-        pooling chain are recomputed in the backward pass instead of keeping activations."""
-        ckpt = self.checkpoint_parts
-        hs = [maybe_checkpoint(ckpt, a, x, y) for a, x in zip(self.adapt, xs, strict=True)]
+        """Refine and fuse ``xs``."""
+        hs = [adapt(x, y) for adapt, x in zip(self.adapt, xs, strict=True)]
         if self.msf is None:
             h = hs[0]
         else:
             size = max((tuple(x.shape[-2:]) for x in xs), key=lambda s: s[0] * s[1])
-            h = maybe_checkpoint(ckpt, self.msf, hs, y, size)
-        h = maybe_checkpoint(ckpt, self.crp, h, y)
-        return maybe_checkpoint(ckpt, self.output, h, y)
+            h = self.msf(hs, y, size)
+        return self.output(self.crp(h, y), y)

@@ -53,9 +53,8 @@ from ncsn.models.layers import (
     init_score_net,
     nearest_level,
 )
-from ncsn.models.refine_blocks import maybe_checkpoint
 
-__all__ = ["NCSN", "NCSNv2", "set_activation_checkpointing"]
+__all__ = ["NCSN", "NCSNv2"]
 
 # (out_channels as a multiple of ngf, first block resamples "down", dilation)
 _Stage = tuple[int, bool, int]
@@ -68,21 +67,6 @@ _STAGES_64: tuple[_Stage, ...] = (
     (4, True, 4),
 )
 VARIANTS = {"base": _STAGES_32, "deeper": _STAGES_64}
-
-
-def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
-    """Recompute each residual and refine block of the RefineNets inside ``model`` in the
-    backward pass instead of keeping its activations (less memory, one more forward pass).
-
-    Works through wrappers (DDP, ``torch.compile``); models without RefineNets are left
-    alone. Returns the number of networks switched.
-    """
-    found = [m for m in model.modules() if isinstance(m, _RefineNetBackbone)]
-    for m in found:
-        m.activation_checkpointing = bool(enabled)
-        for block in m.refine:
-            block.checkpoint_parts = bool(enabled)
-    return len(found)
 
 
 def _check_common(channels: int, image_size: int, ngf: int) -> None:
@@ -99,10 +83,7 @@ class _RefineNetBackbone(nn.Module):
     ``norm`` normalises the residual blocks and the output; ``refine_norm`` (``None``: no
     normalisation) the refine blocks, whose CRP blocks pool with ``pool``. With
     ``channels_last`` the activations are kept in the channels-last memory format (faster
-    convolutions and pooling on CPUs; the output is returned contiguous). Setting
-    ``activation_checkpointing`` (see :func:`set_activation_checkpointing`) recomputes each
-    residual block, and each part of the refine blocks, in the backward pass instead of
-    keeping its activations.
+    convolutions and pooling on CPUs; the output is returned contiguous).
     """
 
     def __init__(
@@ -144,7 +125,16 @@ class _RefineNetBackbone(nn.Module):
         self.end = nn.Conv2d(ngf, channels, 3, padding=1)
         self.rescale_input = rescale_input
         self.channels_last = channels_last
-        self.activation_checkpointing = False
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """The blocks that activation checkpointing recomputes (the hook of
+        :func:`ncsn.acceleration.checkpoint_blocks`): each residual block and each part of
+        the refine blocks (every RCU, the fusion, the pooling chain), finer than whole
+        refine blocks, so that the largest recomputed part stays small."""
+        blocks: list[nn.Module] = [b for pair in self.res for b in pair]
+        for r in self.refine:
+            blocks += [*r.adapt, *([r.msf] if r.msf is not None else []), r.crp, r.output]
+        return blocks
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
         if self.rescale_input:
@@ -153,9 +143,8 @@ class _RefineNetBackbone(nn.Module):
         if self.channels_last:  # after the conv: a 1-channel input is NCHW and NHWC at once
             h = h.contiguous(memory_format=torch.channels_last)
         feats = []
-        ckpt = self.activation_checkpointing  # per residual block; refine blocks per part
         for first, second in self.res:
-            h = maybe_checkpoint(ckpt, second, maybe_checkpoint(ckpt, first, h, y), y)
+            h = second(first(h, y), y)
             feats.append(h)
         h = self.refine[0]([feats[-1]], y)
         for k in range(1, len(self.refine)):
@@ -183,6 +172,8 @@ class NCSN(nn.Module):
         channels_last: Keep the activations channels-last (same numbers, faster on CPUs).
     """
 
+    discrete_sigmas = True  # knows only its L levels: samplers use only those
+
     def __init__(
         self,
         channels: int,
@@ -204,6 +195,10 @@ class NCSN(nn.Module):
         self.net = _RefineNetBackbone(
             channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input), bool(channels_last)
         )
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """Blocks for ``training.activation_checkpointing`` (see the backbone's)."""
+        return self.net.checkpoint_blocks()
 
     def sigma_to_level(self, sigma: SigmaLike, x: Tensor) -> Tensor:
         """Nearest-level indices (log space) for ``sigma`` broadcast over the batch of ``x``.
@@ -293,6 +288,10 @@ class NCSNv2(nn.Module):
             bool(rescale_input),
             bool(channels_last),
         )
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """Blocks for ``training.activation_checkpointing`` (see the backbone's)."""
+        return self.net.checkpoint_blocks()
 
     def forward(self, x: Tensor, sigma: SigmaLike) -> Tensor:
         """Estimate the score of the noise-perturbed data.

@@ -13,22 +13,19 @@ histogram, confidence). Writes a JSON table and a plot (dFID vs network evaluati
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from ncsn.api import load_checkpoint, sample, sampler_settings
+from _samplers import machine, run_and_score, with_setting
+from ncsn.api import load_checkpoint
 from ncsn.checkpoint import find_checkpoint
 from ncsn.io import atomic_write
-from ncsn.metrics import evaluate
-
-CONTINUOUS_SIGMA = ("unet", "ncsnv2", "mlp")  # models that accept any sigma, not only their L
+from ncsn.models import has_discrete_sigmas
+from ncsn.sampling import SAMPLERS
 
 
 def settings(cfg) -> list[dict]:
@@ -37,12 +34,13 @@ def settings(cfg) -> list[dict]:
     The paper's 10x100 schedule (10 geometric levels over the model's sigma range, T=100,
     eps=4e-5, i.e. the official step_lr=2e-5) with and without denoising, and at T=10, when
     the model accepts any sigma; the config's own L x T, with/without denoising and at fewer
-    steps; then the one-step-per-level samplers.
+    steps; then every other registered sampler at its defaults on the model's L levels.
     """
-    L, T = cfg.model.num_levels, cfg.sampling.n_steps_each
+    L = cfg.model.num_levels
+    T = cfg.sampling.n_steps_each or SAMPLERS["ald"].options["n_steps_each"].default
     out = []
-    if cfg.model.name in CONTINUOUS_SIGMA and (L, T) != (10, 100):
-        paper = {"sampler": "ald", "num_levels": 10, "eps": 4e-5}
+    if not has_discrete_sigmas(cfg.model.name) and (L, T) != (10, 100):
+        paper = {"sampler": "ald", "levels": 10, "eps": 4e-5}
         out += [
             {"label": "ALD 10x100 (paper), denoise", **paper, "n_steps_each": 100, "denoise": True},
             {"label": "ALD 10x100 (paper), no denoise", **paper, "n_steps_each": 100},
@@ -56,24 +54,12 @@ def settings(cfg) -> list[dict]:
         out.append(
             {"label": f"ALD {L}x{t}, denoise", "sampler": "ald", "n_steps_each": t, "denoise": True}
         )
-    out += [
-        {"label": f"CAS {L}x1, denoise", "sampler": "cas", "denoise": True},
-        {"label": f"ancestral {L}x1, denoise", "sampler": "ancestral", "denoise": True},
-    ]
     for s in out:
         s.setdefault("denoise", False)
+    for name in SAMPLERS:
+        if name != "ald":
+            out.append({"label": f"{name} {L} levels", "sampler": name})
     return out
-
-
-def with_setting(cfg, s: dict):
-    """The config with one sampler setting applied."""
-    levels = s.get("num_levels", cfg.model.num_levels)
-    samp = {k: v for k, v in s.items() if k not in ("label", "num_levels")}
-    return dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, num_levels=levels),
-        sampling=dataclasses.replace(cfg.sampling, **samp),
-    )
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -82,7 +68,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig = Figure(figsize=(8, 4.2))
     ax = fig.add_subplot()
-    markers = {"ALD": "o", "CAS": "s", "ancestral": "^"}
+    markers = dict(zip(SAMPLERS, "osv^<>Dp", strict=False))
     colours: dict[str, str] = {}  # one colour per setting, hollow marker without denoising
     for r in rows:
         setting = r["label"].split(",")[0]
@@ -91,7 +77,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.scatter(
             r["nfe"],
             r["dfid"],
-            marker=markers.get(setting.split()[0], "D"),
+            marker=markers.get(setting.split()[0].lower(), "*"),
             facecolors="none" if hollow else colour,
             edgecolors=colour,
             label=f"{r['label']}: {r['dfid']:.1f}",
@@ -127,30 +113,16 @@ def main() -> None:
     ckpt_file = find_checkpoint(a.checkpoint)
     rows = []
     for s in settings(cfg):
-        c = with_setting(cfg, s)
-        run = sampler_settings(c)
-        start = time.perf_counter()
-        x = sample(model, c, a.n, seed=a.seed)
-        seconds = time.perf_counter() - start
-        rep = evaluate(
-            x,
-            metrics=["dfid", "classes"],
-            dataset=cfg.data.dataset,
-            data_root=a.data_root or cfg.data.root,
-            ref_split="test",
-            progress=False,
-        )
+        options = {k: v for k, v in s.items() if k not in ("label", "sampler")}
+        c = with_setting(cfg, s["sampler"], **options)
+        run = run_and_score(model, c, a.n, a.seed, ["dfid"], a.data_root)
         row = {
             "label": s["label"],
             "levels": run["levels"],
-            "steps_each": run["n_steps_each"],
-            "eps": run["eps"],
-            "nfe": run["nfe"],
-            "seconds": round(seconds, 1),
-            "dfid": round(rep["dfid"], 3),
-            "confidence": round(rep["classes"]["confidence"], 4),
-            "min_class_fraction": min(rep["classes"]["fractions"]),
-            "class_counts": rep["classes"]["counts"],
+            "steps_each": run.get("n_steps_each", 1),
+            "eps": run.get("eps"),
+            **{k: run[k] for k in ("nfe", "seconds", "dfid", "confidence")},
+            **{k: run[k] for k in ("min_class_fraction", "class_counts")},
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -159,7 +131,7 @@ def main() -> None:
         json.dump(
             {
                 "command": " ".join(["python", *sys.argv]),
-                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "machine": machine(),
                 "checkpoint": str(a.checkpoint),
                 "checkpoint_file": ckpt_file.name,
                 "reference": "test split, shipped domain classifier features",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -26,3 +28,15 @@ def mixture_score(means: torch.Tensor, weights: torch.Tensor, std: float = 1.0):
         return -(resp[..., None] * diff).sum(1) / var[:, :, 0]
 
     return score_fn
+
+
+def gaussian_log_density(x, mean, var):
+    """log N(x; mean, var I) of each row of x (B, D), in nats."""
+    d = x.shape[1]
+    return -0.5 * ((x - mean) ** 2).sum(1) / var - 0.5 * d * math.log(2 * math.pi * var)
+
+
+def mixture_log_density(x, means, weights, var):
+    """log sum_k w_k N(x; mu_k, var I) of each row of x (B, D), in nats."""
+    comps = torch.stack([gaussian_log_density(x, m, var) for m in means], dim=1)
+    return torch.logsumexp(comps + torch.log(weights.to(x))[None], dim=1)

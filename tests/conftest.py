@@ -14,6 +14,8 @@ if "OMP_NUM_THREADS" not in os.environ:  # respect an explicit setting (e.g. a b
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NCSN_SHARED_DATA", REPO.parent / "shared" / "data"))
+OFFICIAL_REFS = Path(os.environ.get("NCSN_SHARED", REPO.parent / "shared")) / "official-refs"
+OFFICIAL_FOLDERS = ("ncsn_v1_mnist", "ncsn_v1_cifar10", "ncsnv2_cifar10", "ncsnv2_celeba64")
 
 
 @pytest.fixture
@@ -21,6 +23,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").exists():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def official_refs() -> Path:
+    """../shared/official-refs: checkpoints in the authors' formats with the official outputs."""
+    if not all((OFFICIAL_REFS / f / "checkpoint.pth").is_file() for f in OFFICIAL_FOLDERS):
+        pytest.skip("../shared/official-refs is not present")
+    return OFFICIAL_REFS
 
 
 @pytest.fixture(autouse=True)

@@ -104,6 +104,39 @@ def test_sample_writes_grid_gif_and_npz(run, tmp_path, capsys):
     assert x.min() >= 0 and x.max() <= 1
 
 
+def test_sample_with_any_registered_sampler_nfe_and_options(run, tmp_path, capsys, monkeypatch):
+    import ncsn.api
+
+    made = []
+    real = ncsn.api.sample
+    monkeypatch.setattr(
+        ncsn.api, "sample", lambda m, cfg, *a, **k: made.append(cfg) or real(m, cfg, *a, **k)
+    )
+    out = tmp_path / "s.png"
+    base = ["sample", "--checkpoint", str(run), "--n", "2", "--out", str(out), "--device", "cpu"]
+    assert main([*base, "--sampler", "heun", "--nfe", "9", "--set", "sampling.s_churn=1.5"]) == 0
+    assert main([*base, "--sampler", "pc", "--nfe", "8", "--set", "sampling.snr=0.2"]) == 0
+    heun, pc = made
+    assert (heun.sampling.sampler, heun.sampling.levels, heun.sampling.s_churn) == ("heun", 5, 1.5)
+    assert (pc.sampling.levels, pc.sampling.snr) == (4, 0.2)  # 2 evaluations per level
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--sampler", "nope"], "sampling.sampler = 'nope' is not valid; choose one of ald, cas"),
+        (["--sampler", "cas", "--set", "sampling.eta=0"], "sampling.eta = 0.0 is out of range"),
+        (["--set", "model.num_levels=3"], "only sampling.KEY=VALUE can change"),
+        (["--set", "sampling.snrr=1"], "unknown key 'sampling.snrr' (did you mean 'snr'?)"),
+        (["--nfe", "3"], "--nfe 3 is too few for sampler 'ald'"),
+    ],
+)
+def test_sampler_choice_errors_are_one_line(capsys, run, tmp_path, extra, match):
+    argv = ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "x.png"), *extra]
+    _one_line_error(capsys, [*argv, "--device", "cpu"], match)
+
+
 def test_per_image_seeds_do_not_depend_on_n_or_batch_size(run):
     model, cfg = load_checkpoint(run)
     a = sample(model, cfg, 3, seed=7, batch_size=2)
@@ -254,3 +287,18 @@ def test_eval_reference_split_via_cli(tmp_path, capsys):
         dfid[split] = rep["dfid"]
     assert abs(dfid["test"]) < 1e-3
     assert dfid["train"] > 10 * max(abs(dfid["test"]), 1e-4)
+
+
+def test_eval_bpd_needs_no_samples(run, tmp_path, capsys, monkeypatch):
+    import json
+
+    import ncsn.api
+
+    monkeypatch.setattr(ncsn.api, "sample", None)  # bpd alone must not draw samples
+    out = tmp_path / "bpd.json"
+    argv = ["eval", "--checkpoint", str(run), "--metrics", "bpd", "--n", "3", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0, capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    bpd = rep["bpd"]
+    assert bpd["n"] == 3 and len(bpd["per_image"]) == 3 and 0 < bpd["mean"] < 100
+    assert rep["protocol"]["bpd"]["split"] == "test" and "samples" not in rep["protocol"]

@@ -65,7 +65,9 @@ def test_annealed_langevin_recovers_mixture_weights_but_plain_langevin_does_not(
     score = mixture_score(MEANS, WEIGHTS)
     x0 = 16 * torch.rand(n, 2, generator=_gen(0)) - 8
     sigmas = geometric_sigmas(20.0, 1.0, 10)
-    ald = annealed_langevin_dynamics(score, x0, sigmas, 100, eps=0.1, generator=_gen(1))
+    ald = annealed_langevin_dynamics(
+        score, x0, sigmas, n_steps_each=100, eps=0.1, generator=_gen(1)
+    )
     assert abs(_mode_fraction(ald) - 0.2) < 0.03
     # plain Langevin keeps the modes of a uniform start: about half the chains in each mode
     ld = langevin_dynamics(score, x0, 0.1, 1000, generator=_gen(2))
@@ -77,7 +79,9 @@ def test_annealed_langevin_final_level_has_right_spread_for_gaussian_data():
     m, s = 0.3, 0.5
     sigmas = geometric_sigmas(3.0, 0.05, 8, dtype=torch.float64)
     x0 = torch.rand(20000, 1, generator=_gen(0), dtype=torch.float64)
-    x = annealed_langevin_dynamics(gaussian_score(m, s), x0, sigmas, 200, 1e-3, generator=_gen(3))
+    x = annealed_langevin_dynamics(
+        gaussian_score(m, s), x0, sigmas, n_steps_each=200, eps=1e-3, generator=_gen(3)
+    )
     v = s**2 + 0.05**2
     _check_mean_var(x, m, v / (1 - 1e-3 / (4 * v)))
 
@@ -86,8 +90,9 @@ def test_denoise_applies_tweedie_step():
     sigmas = geometric_sigmas(1.0, 0.1, 3)
     x0 = torch.randn(8, 2, generator=_gen(0))
     score = gaussian_score(0.0, 1.0)
-    a = annealed_langevin_dynamics(score, x0, sigmas, 5, 0.01, generator=_gen(1))
-    b = annealed_langevin_dynamics(score, x0, sigmas, 5, 0.01, denoise=True, generator=_gen(1))
+    kw = {"n_steps_each": 5, "eps": 0.01}
+    a = annealed_langevin_dynamics(score, x0, sigmas, **kw, generator=_gen(1))
+    b = annealed_langevin_dynamics(score, x0, sigmas, **kw, denoise=True, generator=_gen(1))
     torch.testing.assert_close(b, a + 0.01 * score(a, torch.full((8,), 0.1)))
 
 
@@ -120,12 +125,12 @@ def test_consistent_annealed_sampling_keeps_noise_level_consistent():
     sigmas = geometric_sigmas(10.0, 0.1, 15, dtype=torch.float64)
     x0 = m + 10.0 * torch.randn(20000, 1, generator=_gen(0), dtype=torch.float64)
     score = gaussian_score(m, 0.0)
-    x = consistent_annealed_sampling(score, x0, sigmas, 0.5, denoise=False, generator=_gen(1))
+    x = consistent_annealed_sampling(score, x0, sigmas, eta=0.5, denoise=False, generator=_gen(1))
     _check_mean_var(x, m, (0.5 * 0.1) ** 2)
-    x = consistent_annealed_sampling(score, x0, sigmas, 1.0, denoise=False, generator=_gen(1))
+    x = consistent_annealed_sampling(score, x0, sigmas, eta=1.0, denoise=False, generator=_gen(1))
     torch.testing.assert_close(x, torch.full_like(x, m))
     with pytest.raises(ValueError, match="eta"):
-        consistent_annealed_sampling(score, x0, sigmas, 0.1)
+        consistent_annealed_sampling(score, x0, sigmas, eta=0.1)
 
 
 def _corr_gaussian_prec(rho, sigma):
@@ -154,7 +159,14 @@ def test_inpainting_samples_the_gaussian_conditional():
     observed = torch.full((n, 2), y, dtype=torch.float64)
     mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
     out = annealed_langevin_inpainting(
-        _corr_gaussian_score(rho), x0, observed, mask, sigmas, 100, eps, generator=_gen(1)
+        _corr_gaussian_score(rho),
+        x0,
+        observed,
+        mask,
+        sigmas,
+        n_steps_each=100,
+        eps=eps,
+        generator=_gen(1),
     )
     assert bool((out[:, 0] == y).all())
     P = _corr_gaussian_prec(rho, 0.1)
@@ -171,7 +183,9 @@ def test_inpainting_keeps_observed_entries_exactly_for_any_mask_shape(mask_shape
     obs = torch.rand(2, 3, 4, 4, generator=_gen(1))
     mask = (torch.rand(mask_shape, generator=_gen(2)) > 0.5).float()
     sigmas = geometric_sigmas(1.0, 0.01, 3)
-    out = annealed_langevin_inpainting(gaussian_score(0.5, 0.3), x0, obs, mask, sigmas, 4, 1e-4)
+    out = annealed_langevin_inpainting(
+        gaussian_score(0.5, 0.3), x0, obs, mask, sigmas, n_steps_each=4, eps=1e-4
+    )
     full = mask.expand_as(obs).bool()
     assert torch.equal(out[full], obs[full])
     assert not torch.equal(out[~full], x0[~full])
@@ -182,19 +196,21 @@ def test_inpainting_rejects_bad_shapes_and_masks_with_clear_errors():
     sig = geometric_sigmas(1.0, 0.1, 2)
     f = gaussian_score(0.0, 1.0)
     with pytest.raises(ShapeError, match="observed has shape"):
-        annealed_langevin_inpainting(f, x, torch.zeros(2, 1, 4, 5), torch.ones(4, 4), sig, 1)
+        annealed_langevin_inpainting(
+            f, x, torch.zeros(2, 1, 4, 5), torch.ones(4, 4), sig, n_steps_each=1
+        )
     with pytest.raises(ShapeError, match="does not broadcast"):
-        annealed_langevin_inpainting(f, x, x, torch.ones(3, 3), sig, 1)
+        annealed_langevin_inpainting(f, x, x, torch.ones(3, 3), sig, n_steps_each=1)
     with pytest.raises(ShapeError, match="larger than"):
-        annealed_langevin_inpainting(f, x, x, torch.ones(3, 2, 1, 4, 4), sig, 1)
+        annealed_langevin_inpainting(f, x, x, torch.ones(3, 2, 1, 4, 4), sig, n_steps_each=1)
     with pytest.raises(ShapeError, match="only 0"):
-        annealed_langevin_inpainting(f, x, x, torch.full((4, 4), 0.5), sig, 1)
+        annealed_langevin_inpainting(f, x, x, torch.full((4, 4), 0.5), sig, n_steps_each=1)
 
 
 SAMPLER_CALLS = {
     "ld": lambda f, x, g: langevin_dynamics(f, x, 0.01, 5, generator=g),
     "ald": lambda f, x, g: annealed_langevin_dynamics(
-        f, x, geometric_sigmas(1.0, 0.1, 3), 3, 1e-3, generator=g
+        f, x, geometric_sigmas(1.0, 0.1, 3), n_steps_each=3, eps=1e-3, generator=g
     ),
     "inpaint": lambda f, x, g: annealed_langevin_inpainting(
         f,
@@ -202,8 +218,8 @@ SAMPLER_CALLS = {
         x,
         (torch.arange(x[0].numel()).reshape(x.shape[1:]) % 2).float(),
         geometric_sigmas(1.0, 0.1, 3),
-        3,
-        1e-3,
+        n_steps_each=3,
+        eps=1e-3,
         generator=g,
     ),
     "cas": lambda f, x, g: consistent_annealed_sampling(
@@ -238,26 +254,24 @@ def test_samplers_preserve_shape_dtype_and_device(name, batch, shape, dtype):
     assert torch.isfinite(out).all()
 
 
-def test_trajectory_and_callback():
+def test_callback_sees_every_step_in_order():
     seen = []
-    x = torch.zeros(3, 2)
-    out, traj = annealed_langevin_dynamics(
+    out = annealed_langevin_dynamics(
         gaussian_score(0.0, 1.0),
-        x,
+        torch.zeros(3, 2),
         geometric_sigmas(1.0, 0.1, 2),
-        4,
-        0.01,
+        n_steps_each=4,
+        eps=0.01,
         callback=seen.append,
-        return_trajectory=True,
-        trajectory_every=2,
         generator=_gen(0),
     )
     assert [d["level"] for d in seen] == [0] * 4 + [1] * 4
-    assert len(traj) == 4 + 1 and torch.equal(traj[-1], out)
+    assert [d["step"] for d in seen] == list(range(8))
+    assert torch.equal(seen[-1]["x"], out)
     assert seen[0]["step_size"] == pytest.approx(0.01 * 100)
 
 
 def test_get_sampler_unknown_name():
-    assert get_sampler("ald") is annealed_langevin_dynamics
-    with pytest.raises(ConfigError, match="unknown sampler"):
+    assert get_sampler("ald").fn is annealed_langevin_dynamics
+    with pytest.raises(ConfigError, match="unknown sampler 'nope'; choose one of ald, cas"):
         get_sampler("nope")

@@ -1,7 +1,8 @@
 """ncsn: noise-conditional score networks (Song & Ermon, NeurIPS 2019) in PyTorch.
 
 The public API: configs (:func:`load_config`), models (:func:`build_model`), training
-(:func:`train`), checkpoints (:func:`load_checkpoint`), sampling (:func:`sample`,
+(:func:`train`), checkpoints (:func:`load_checkpoint`; the authors' released ones with
+:func:`load_official`), sampling (:func:`sample`,
 :func:`inpaint` and the samplers in :mod:`ncsn.sampling`), losses (:mod:`ncsn.losses`) and noise
 schedules (:mod:`ncsn.schedules`).
 """
@@ -9,6 +10,7 @@ schedules (:mod:`ncsn.schedules`).
 from ncsn.api import build_model, inpaint, load_checkpoint, model_sigmas, sample
 from ncsn.config import Config, bundled_configs, load_config, save_config
 from ncsn.errors import NCSNError
+from ncsn.official import load_official
 from ncsn.training import train
 
 __version__ = "0.1.0"
@@ -21,6 +23,7 @@ __all__ = [
     "inpaint",
     "load_checkpoint",
     "load_config",
+    "load_official",
     "model_sigmas",
     "sample",
     "save_config",

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,14 @@ from torch import nn
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
-from ncsn.models import create_model
-from ncsn.sampling import annealed_langevin_inpainting, get_sampler
+from ncsn.models import create_model, has_discrete_sigmas
+from ncsn.sampling import (
+    SamplerSpec,
+    annealed_langevin_inpainting,
+    get_sampler,
+    sampler_sigmas,
+    settings_for_nfe,
+)
 from ncsn.schedules import geometric_sigmas
 from ncsn.transforms import postprocess
 
@@ -33,6 +40,7 @@ __all__ = [
     "model_sigmas",
     "init_noise",
     "sampler_settings",
+    "with_nfe",
 ]
 
 
@@ -42,30 +50,67 @@ def model_sigmas(cfg: Config) -> torch.Tensor:
     return geometric_sigmas(m.sigma_max, m.sigma_min, m.num_levels)
 
 
+def _sampler_plan(cfg: Config) -> tuple[SamplerSpec, dict[str, Any], torch.Tensor]:
+    """The configured sampler, its resolved options and the schedule it walks."""
+    s, m = cfg.sampling, cfg.model
+    spec = get_sampler(s.sampler)
+    options = spec.resolve(dataclasses.asdict(s))
+    trained = model_sigmas(cfg) if has_discrete_sigmas(m.name) else None
+    sigmas = sampler_sigmas(
+        s.sampler,
+        sigma_max=m.sigma_max,
+        sigma_min=m.sigma_min,
+        levels=s.levels or m.num_levels,
+        options=options,
+        trained=trained,
+    )
+    return spec, options, sigmas
+
+
 def sampler_settings(cfg: Config) -> dict[str, Any]:
     """What the configured sampler does, in the form reports record it.
 
     Args:
-        cfg: The config; its ``sampling`` section and number of levels are used.
+        cfg: The config; its ``sampling`` section and the model's noise levels are used.
 
     Returns:
-        ``sampler``, ``levels`` (L), ``n_steps_each`` (T for ``ald``, 1 for the
-        one-step-per-level samplers), ``eps`` (``ald`` only, else ``None``), ``eta``
-        (``cas`` only, else ``None``), ``denoise`` and ``nfe``: network evaluations per
-        sample (ancestral sampling evaluates L - 1 levels; denoising adds one).
+        ``sampler``; ``levels``: positive noise levels in its schedule; ``schedule``:
+        ``geometric`` or ``karras``, with ``, trained levels`` for networks that know only
+        their L levels (the schedule then uses only those); the sampler's options (the
+        config's values, else the sampler's defaults); ``nfe``: network evaluations per
+        sample (from the registry).
     """
-    s, levels = cfg.sampling, cfg.model.num_levels
-    steps = s.n_steps_each if s.sampler == "ald" else 1
-    nfe = levels * steps - int(s.sampler == "ancestral") + int(s.denoise)
+    spec, options, sigmas = _sampler_plan(cfg)
+    levels = int((sigmas > 0).sum())
+    discrete = has_discrete_sigmas(cfg.model.name)
     return {
-        "sampler": s.sampler,
+        "sampler": spec.name,
         "levels": levels,
-        "n_steps_each": steps,
-        "eps": s.eps if s.sampler == "ald" else None,
-        "eta": s.eta if s.sampler == "cas" else None,
-        "denoise": s.denoise,
-        "nfe": nfe,
+        "schedule": spec.schedule + (", trained levels" if discrete else ""),
+        **options,
+        "nfe": spec.nfe(levels, options),
     }
+
+
+def with_nfe(cfg: Config, nfe: int) -> Config:
+    """The config with its sampler's step count set to spend at most ``nfe`` evaluations.
+
+    The registry says what the count is (``levels``, or ``n_steps_each`` for ALD) and how
+    evaluations follow from it; networks that know only their L levels get at most L levels,
+    so :func:`sampler_settings` may then report fewer evaluations than asked for.
+
+    Raises:
+        ConfigError: If the sampler's cheapest setting costs more than ``nfe``.
+    """
+    s, m = cfg.sampling, cfg.model
+    knob = settings_for_nfe(
+        s.sampler,
+        int(nfe),
+        levels=s.levels or m.num_levels,
+        options=dataclasses.asdict(s),
+        max_levels=m.num_levels if has_discrete_sigmas(m.name) else None,
+    )
+    return dataclasses.replace(cfg, sampling=dataclasses.replace(s, **knob))
 
 
 def build_model(
@@ -124,12 +169,19 @@ def load_checkpoint(
     state = read_checkpoint(path)
     try:
         cfg = config_from_dict(state["config"], f"config stored in {path}")
-        model = build_model(cfg)
         weights = state["ema"] if ema and state.get("ema") is not None else state["model"]
     except KeyError as e:
         raise CheckpointError(
             f"checkpoint {path} lacks {e}; it was not written by ncsn train"
         ) from None
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"checkpoint {path}: its weights are not a mapping of tensors")
+    from ncsn.guard import build_for_checkpoint
+
+    n_elements = sum(t.numel() for t in weights.values())
+    model = build_for_checkpoint(lambda: build_model(cfg), len(weights), n_elements, path)
     check_state_dict(model, weights, path)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
@@ -169,8 +221,9 @@ def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: 
 def init_noise(
     cfg: Config, n: int, shape: tuple[int, ...], generator: torch.Generator, device
 ) -> torch.Tensor:
-    """The sampler's starting point: U[0,1] (the paper) or 0.5 + sigma_1 N(0, I)."""
-    if cfg.sampling.init == "uniform" and cfg.sampling.sampler == "ald":
+    """The sampler's starting point: U[0,1] (the paper; for samplers registered with
+    ``uniform_init``, i.e. ALD) or 0.5 + sigma_1 N(0, I)."""
+    if cfg.sampling.init == "uniform" and get_sampler(cfg.sampling.sampler).uniform_init:
         x = torch.rand((n, *shape), generator=generator)
     else:
         x = 0.5 + cfg.model.sigma_max * torch.randn((n, *shape), generator=generator)
@@ -184,26 +237,18 @@ def _per_image_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + index)
 
 
-def _run_sampler(model, cfg, x, generator, callback, record_every):
-    sampler = get_sampler(cfg.sampling.sampler)
-    sigmas = model_sigmas(cfg).to(x.device)
-    s = cfg.sampling
-    kw: dict[str, Any] = dict(generator=generator, callback=callback)
-    if record_every:
-        kw.update(return_trajectory=True, trajectory_every=record_every)
-    if s.sampler == "ald":
-        return sampler(model, x, sigmas, s.n_steps_each, s.eps, denoise=s.denoise, **kw)
-    if s.sampler == "cas":
-        return sampler(model, x, sigmas, s.eta, denoise=s.denoise, **kw)
-    return sampler(model, x, sigmas, denoise=s.denoise, **kw)
+def _run_sampler(model, cfg, x, generator, callback):
+    spec, options, sigmas = _sampler_plan(cfg)
+    kw, _ = spec.split(options)
+    return spec(model, x, sigmas.to(x.device), generator=generator, callback=callback, **kw)
 
 
-def _sample_images(model, cfg, idx: range, seed: int, device, record_every: int = 0):
+def _sample_images(model, cfg, idx: range, seed: int, device, callback=None):
     """Images ``idx`` of seed ``seed`` (before postprocessing), each from its own generator."""
     shape = (model.channels, model.image_size, model.image_size)
     gens = [_per_image_generator(seed, k) for k in idx]
     x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
-    return _run_sampler(model, cfg, x, gens, None, record_every)
+    return _run_sampler(model, cfg, x, gens, callback)
 
 
 @torch.no_grad()
@@ -255,7 +300,8 @@ def sample(
         batch_size: Images per network batch (default: ``cfg.sampling.batch_size``).
         device: Device (default: the model's).
         progress: Show a progress bar.
-        record_every: If > 0 also return the chain every this many steps (for animations).
+        record_every: If > 0 also return the chain every this many sampler updates (the
+            callback's ``step``) and its end (for animations).
 
     Returns:
         Samples (n, C, H, W) clamped to [0, 1], or ``(samples, trajectory)``.
@@ -270,16 +316,22 @@ def sample(
     bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress)
     for start in range(0, n, bs):
         idx = range(start, min(start + bs, n))
-        res = _sample_images(model, cfg, idx, seed, device, record_every)
+        frames: list[torch.Tensor] = []
+
+        def record(info: dict[str, Any], frames=frames) -> None:
+            if info["step"] % record_every == 0:
+                frames.append(info["x"].detach().cpu().clone())
+
+        res = _sample_images(model, cfg, idx, seed, device, record if record_every else None)
         if record_every:
-            res, traj = res
-            trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in traj])
+            frames.append(res.detach().cpu().clone())
+            trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in frames])
         outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
         bar.update(len(idx))
     bar.close()
     samples = torch.cat(outs)
     if record_every:
-        return samples, [torch.cat(frames) for frames in zip(*trajs, strict=True)]
+        return samples, [torch.cat(step) for step in zip(*trajs, strict=True)]
     return samples
 
 
@@ -294,7 +346,7 @@ def inpaint(
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Complete the occluded part of ``images`` (Algorithm 2) with the config's T and eps.
+    """Complete the occluded part of ``images`` (Algorithm 2) with the config's ALD T and eps.
 
     Args:
         model: Score network.
@@ -319,7 +371,9 @@ def inpaint(
     g = torch.Generator().manual_seed(seed)
     x0 = torch.rand(y.shape, generator=g).to(device)
     sigmas = model_sigmas(cfg).to(device)
-    s = cfg.sampling
-    out = annealed_langevin_inpainting(model, x0, y, m, sigmas, s.n_steps_each, s.eps, generator=g)
+    ald = get_sampler("ald").resolve(dataclasses.asdict(cfg.sampling))
+    out = annealed_langevin_inpainting(
+        model, x0, y, m, sigmas, n_steps_each=ald["n_steps_each"], eps=ald["eps"], generator=g
+    )
     out = postprocess(out, logit=cfg.data.logit_transform).cpu()
     return out.reshape(n, n_completions, *images.shape[1:])

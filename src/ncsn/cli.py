@@ -67,14 +67,30 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=["ald", "cas", "ancestral"], help="default: the config's")
-    p.add_argument("--steps", type=POS_INT, help="Langevin steps per noise level (T)")
-    p.add_argument("--eps", type=POS_FLOAT, help="step at the smallest level (paper convention)")
+    p.add_argument(
+        "--sampler",
+        help="ald, cas, ancestral, pc, euler, heun or dpmpp-2m (default: the config's)",
+    )
+    p.add_argument(
+        "--nfe", type=POS_INT, help="network evaluations per sample: sets the sampler's steps"
+    )
+    p.add_argument("--steps", type=POS_INT, help="ALD: Langevin steps per noise level (T)")
+    p.add_argument(
+        "--eps", type=POS_FLOAT, help="ALD: step at the smallest level (paper convention)"
+    )
     p.add_argument(
         "--denoise",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="final Tweedie denoising step",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="sampling.KEY=VALUE",
+        help="set a sampling option, e.g. --set sampling.snr=0.2 (repeatable)",
     )
     p.add_argument("--seed", type=NONNEG_INT, default=0)
     p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
@@ -143,12 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="train",
         help="split giving the FID/KID/dFID/dKID reference (default: train, the usual protocol)",
     )
-    p.add_argument("--metrics", default="dfid,dkid,dis,classes,dsm,nn")
+    p.add_argument(
+        "--metrics",
+        default="dfid,dkid,dis,classes,dsm,nn",
+        help="comma-separated: fid,is,kid,dfid,dkid,dis,classes,dsm,nn,bpd",
+    )
     p.add_argument(
         "--n",
         type=POS_INT,
         help="number of samples (default: 1000 drawn, or all of --samples; published FIDs use "
-        "50000)",
+        "50000); bpd: number of test images (default 1000)",
     )
     p.add_argument("--samples", type=Path, help="use samples from this .npz instead of sampling")
     p.add_argument(
@@ -175,6 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     _add_common(p)
 
+    p = sub.add_parser(
+        "import-official",
+        help="turn an official NCSN/NCSNv2 checkpoint into an ncsn run folder",
+        description="Import a checkpoint written by the authors' code (ermongroup/ncsn run.zip "
+        "run/logs/<doc>, ermongroup/ncsnv2 exp/logs/<doc>) without running code from it.",
+    )
+    p.add_argument("path", type=Path, help="checkpoint*.pth, or the folder with it and config.yml")
+    p.add_argument("--out", type=Path, required=True, help="run folder to create (new or empty)")
+    p.add_argument("--config", type=Path, help="the official config.yml (default: beside it)")
+    p.add_argument("--step", type=NONNEG_INT, help="take checkpoint_<step>.pth from the folder")
+    _add_common(p)
+
     p = sub.add_parser("toy", help="the paper's 2-D toy experiments (Figures 1-3)")
     p.add_argument("figure", choices=["fig1", "fig2", "fig3", "all"])
     p.add_argument("--out", type=Path, default=Path("runs/toy"))
@@ -197,13 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> int:
-    from ncsn.config import config_to_yaml, load_config
+    from ncsn.config import apply_overrides, config_to_yaml, load_config
     from ncsn.training import train
+    from ncsn.workdir import run_config
 
-    name = a.config
-    if name is None and a.resume and a.workdir and (a.workdir / "config.yaml").is_file():
-        name = str(a.workdir / "config.yaml")
-    cfg = load_config(name or "digits", a.overrides)
+    # --resume without --config: the run's config.yaml, or the config in its latest checkpoint
+    saved = run_config(a.workdir) if a.config is None and a.resume and a.workdir else None
+    if saved is not None:
+        cfg = apply_overrides(saved, a.overrides)
+    else:
+        cfg = load_config(a.config or "digits", a.overrides)
     workdir = a.workdir or Path("runs") / cfg.name
     if a.dry_run:
         print(config_to_yaml(cfg), end="")
@@ -224,21 +259,54 @@ def _cmd_train(a) -> int:
 
 
 def _load(a):
-    from ncsn.api import load_checkpoint
+    """The checkpoint's model and config, with the command line's sampling settings."""
+    from ncsn.api import load_checkpoint, sampler_settings, with_nfe
+    from ncsn.config import apply_overrides
+    from ncsn.errors import NCSNError
 
     model, cfg = load_checkpoint(a.checkpoint, device=_device(a.device), ema=not a.no_ema)
-    s = cfg.sampling
-    import dataclasses
+    sets = list(a.overrides)
+    for item in sets:
+        if not item.strip().startswith("sampling."):
+            raise NCSNError(
+                f"--set {item}: only sampling.KEY=VALUE can change for a trained model "
+                "(its data, model and training settings are fixed)"
+            )
+    flags = {
+        "sampler": a.sampler,
+        "n_steps_each": a.steps,
+        "eps": a.eps,
+        "denoise": a.denoise,
+        "batch_size": getattr(a, "batch_size", None),
+    }
+    sets += [f"sampling.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    cfg = apply_overrides(cfg, sets)
+    if a.nfe:
+        cfg = with_nfe(cfg, a.nfe)
+        got = sampler_settings(cfg)
+        if got["nfe"] != a.nfe:
+            print(
+                f"ncsn: note: {got['sampler']} with {got['levels']} levels spends {got['nfe']} "
+                f"network evaluations per sample (--nfe {a.nfe}: the nearest it can do)",
+                file=sys.stderr,
+            )
+    return model, cfg
 
-    s = dataclasses.replace(
-        s,
-        sampler=a.sampler or s.sampler,
-        n_steps_each=a.steps or s.n_steps_each,
-        eps=a.eps or s.eps,
-        denoise=s.denoise if a.denoise is None else a.denoise,
-        batch_size=getattr(a, "batch_size", None) or s.batch_size,
-    )
-    return model, dataclasses.replace(cfg, sampling=s)
+
+def _check_outputs_apart(a, outputs: dict, more_inputs: dict | None = None) -> None:
+    """Refuse an output that is an input (the checkpoint, its ``latest``) or another output."""
+    import warnings
+
+    from ncsn.checkpoint import find_checkpoint
+    from ncsn.io import check_outputs_apart
+
+    with warnings.catch_warnings():  # a bad `latest` is reported once, when loading
+        warnings.simplefilter("ignore")
+        inputs = {"--checkpoint": find_checkpoint(a.checkpoint), **(more_inputs or {})}
+    if Path(a.checkpoint).is_dir():
+        for folder in (Path(a.checkpoint) / "checkpoints", Path(a.checkpoint)):
+            inputs[f"--checkpoint {folder / 'latest'}"] = folder / "latest"
+    check_outputs_apart(outputs, inputs)
 
 
 def _grid_scale(cfg) -> int:
@@ -250,14 +318,15 @@ def _cmd_sample(a) -> int:
     from ncsn.imaging import save_gif, save_image_grid, save_npz
     from ncsn.io import check_output_path
 
-    for path, what in ((a.out, "--out"), (a.gif, "--gif"), (a.save_npz, "--save-npz")):
+    outputs = {"--out": a.out, "--gif": a.gif, "--save-npz": a.save_npz}
+    for what, path in outputs.items():
         if path is not None:
             check_output_path(path, what=what)
+    _check_outputs_apart(a, outputs)
     model, cfg = _load(a)
     record = 0
-    if a.gif:
-        settings = sampler_settings(cfg)
-        record = max(1, settings["levels"] * settings["n_steps_each"] // 50)
+    if a.gif:  # about 50 frames (each sampler update is at most one frame)
+        record = max(1, sampler_settings(cfg)["nfe"] // 50)
     res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
     save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))
@@ -304,6 +373,10 @@ def _cmd_inpaint(a) -> int:
     from ncsn.io import check_output_path
 
     check_output_path(a.out, what="--out")
+    mask_file = a.mask if Path(a.mask).suffix or Path(a.mask).exists() else None
+    images_folder = a.images.removeprefix("folder:") if a.images else None
+    images_folder = images_folder if images_folder and Path(images_folder).exists() else None
+    _check_outputs_apart(a, {"--out": a.out}, {"--mask": mask_file, "--images": images_folder})
     model, cfg = _load(a)
     images, _ = _reference_images(a.images, cfg, a.n_images)
     shape = tuple(images.shape[1:])
@@ -402,6 +475,7 @@ def _cmd_eval(a) -> int:
     from ncsn.errors import NCSNError
     from ncsn.io import check_output_path
     from ncsn.metrics import ALL_METRICS, evaluate
+    from ncsn.metrics.evaluate import MODEL_ONLY_METRICS
     from ncsn.metrics.inception_metrics import INCEPTION_METRICS, SmallSampleWarning
 
     if a.retrain_classifier:
@@ -409,6 +483,11 @@ def _cmd_eval(a) -> int:
     if a.out is None:
         raise NCSNError("eval needs --out REPORT.json")
     check_output_path(a.out, what="--out")
+    from ncsn.io import check_outputs_apart
+
+    if a.checkpoint:
+        _check_outputs_apart(a, {"--out": a.out}, {"--samples": a.samples})
+    check_outputs_apart({"--out": a.out}, {"--samples": a.samples})
     metrics = [m.strip().lower() for m in a.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
@@ -428,7 +507,10 @@ def _cmd_eval(a) -> int:
     from_file = _file_samples(a) if a.samples else None
     extractor = _eval_extractor(a, metrics)  # before sampling: a missing file fails fast
     stream = all(m in INCEPTION_METRICS for m in metrics)
-    samples, made = from_file or _drawn_samples(a, model, cfg, stream)
+    if from_file is None and set(metrics) <= set(MODEL_ONLY_METRICS):
+        samples, made = None, None  # bpd and dsm need the network, not samples
+    else:
+        samples, made = from_file or _drawn_samples(a, model, cfg, stream)
     from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
@@ -453,8 +535,11 @@ def _cmd_eval(a) -> int:
             if logit
             else None,
             device=_device(a.device),
+            bpd_n=a.n or 1000,
+            logit_transform=logit,
         )
-    report["protocol"]["samples"] = made
+    if made is not None:
+        report["protocol"]["samples"] = made
     _print_inception_protocol(report)
     from ncsn.io import atomic_write
 
@@ -466,6 +551,25 @@ def _cmd_eval(a) -> int:
 
         print(f"dsm: {unlearned_summary(report['dsm'])}\n{denoiser_table(report['dsm'])}")
     print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_import_official(a) -> int:
+    from ncsn.official import import_official
+
+    r = import_official(a.path, a.out, config=a.config, step=a.step)
+    cfg = r["config"]
+    net = r["kind"] + (f" ({r['variant']})" if r["variant"] else "")
+    shape = f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}"
+    print(
+        f"imported {net}, {shape}, ngf {cfg.model.options['ngf']}, L={cfg.model.num_levels}, "
+        f"step {r['step']} from {r['source']}"
+    )
+    print(
+        f"wrote {r['workdir'] / 'config.yaml'} and {r['checkpoint']} "
+        f"({'raw and EMA' if r['ema'] else 'raw'} weights; no optimizer state)"
+    )
+    print(f"next: ncsn sample --checkpoint {r['workdir']} --n 64 --out samples.png")
     return 0
 
 
@@ -558,13 +662,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncsn`` command; returns the exit code."""
     parser = build_parser()
     a = parser.parse_args(argv)
-    from ncsn.errors import NCSNError
+    import warnings
+
+    from ncsn.errors import NCSNError, NCSNWarning
+
+    def one_line(message, category, *args, **kwargs):
+        kind = "warning" if issubclass(category, NCSNWarning) else category.__name__
+        return f"ncsn {a.command}: {kind}: {message}\n"
+
+    warnings.formatwarning = one_line
 
     handler = {
         "train": _cmd_train,
         "sample": _cmd_sample,
         "inpaint": _cmd_inpaint,
         "eval": _cmd_eval,
+        "import-official": _cmd_import_official,
         "toy": _cmd_toy,
         "techniques": _cmd_techniques,
         "configs": _cmd_configs,
@@ -576,9 +689,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"ncsn {a.command}: interrupted", file=sys.stderr)
-        return 130
+        return getattr(e, "exit_code", 130)
 
 
 if __name__ == "__main__":

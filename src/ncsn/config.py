@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import yaml
 
 from ncsn.errors import ConfigError
 from ncsn.io import atomic_write
+from ncsn.sampling.registry import get_sampler, option_fields, sampler_names
 
 __all__ = [
     "Config",
@@ -165,30 +166,43 @@ class TrainingConfig:
     threads: int = 0
 
 
-@dataclass
-class SamplingConfig:
-    """How to sample.
+def _sampling_config() -> type:
+    """The ``sampling`` section: fixed keys, then every option of every registered sampler.
 
-    Attributes:
-        sampler: ``ald`` (annealed Langevin, Algorithm 1), ``cas`` (consistent annealed
-            sampling) or ``ancestral``.
-        n_steps_each: T, Langevin steps per level (ald).
-        eps: Langevin step at the smallest level, paper convention (official step_lr = eps/2).
-        eta: Step fraction for ``cas``.
-        denoise: Finish with the Tweedie denoising step.
-        init: ``uniform`` (the paper: U[0,1]) or ``gaussian`` (N(0, sigma_1^2) around 0.5).
-        n_samples: Samples to draw by default.
-        batch_size: Samples per network batch.
+    Sampler options default to ``None``, "the chosen sampler's own default" (see
+    :mod:`ncsn.sampling.registry`); an option the chosen sampler does not have is ignored.
     """
+    head = [
+        ("sampler", str, field(default="ald")),
+        ("levels", int | None, field(default=None)),
+    ]
+    options = option_fields()
+    middle = [(k, kind | None, field(default=None)) for k, (kind, _) in options.items()]
+    tail = [
+        ("init", str, field(default="uniform")),
+        ("n_samples", int, field(default=64)),
+        ("batch_size", int, field(default=100)),
+    ]
+    cls = make_dataclass("SamplingConfig", head + middle + tail)
+    cls.__module__ = __name__
+    lines = [
+        "How to sample.",
+        "",
+        "Attributes:",
+        f"    sampler: One of {', '.join(sampler_names())} (see :mod:`ncsn.sampling`).",
+        "    levels: Noise levels in the sampler's schedule (None: the network's L; networks",
+        "        trained on a fixed set of levels use at most those).",
+        *(f"    {k}: {text}" for k, (_, text) in options.items()),
+        "    init: ``uniform`` (the paper: U[0,1], for samplers that allow it) or ``gaussian``",
+        "        (0.5 + sigma_1 N(0, I)).",
+        "    n_samples: Samples to draw by default.",
+        "    batch_size: Samples per network batch.",
+    ]
+    cls.__doc__ = "\n".join(lines)
+    return cls
 
-    sampler: str = "ald"
-    n_steps_each: int = 100
-    eps: float = 4e-5
-    eta: float = 1.0
-    denoise: bool = False
-    init: str = "uniform"
-    n_samples: int = 64
-    batch_size: int = 100
+
+SamplingConfig = _sampling_config()
 
 
 @dataclass
@@ -242,9 +256,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.max_bad_steps": (0, None, True),
     "training.time_limit": (0, None, False),
     "training.threads": (0, 1024, True),
-    "sampling.n_steps_each": (1, 1_000_000, True),
-    "sampling.eps": (0, None, False),
-    "sampling.eta": (0, 1, False),
+    "sampling.levels": (1, 1_000_000, True),
     "sampling.n_samples": (1, None, True),
     "sampling.batch_size": (1, None, True),
 }
@@ -254,7 +266,7 @@ _CHOICES = {
     "training.loss": ("dsm", "ssm", "ssm_vr"),
     "training.weighting": ("power", "edm"),
     "training.sigma_dist": ("uniform", "lognormal"),
-    "sampling.sampler": ("ald", "cas", "ancestral"),
+    "sampling.sampler": sampler_names(),
     "sampling.init": ("uniform", "gaussian"),
     "data.channels": (1, 3),
 }
@@ -351,6 +363,7 @@ def _check_ranges(cfg: Config, source: str) -> None:
             f"{source}: model.sigma_max ({m.sigma_max}) must be larger than model.sigma_min "
             f"({m.sigma_min}): noise levels go from large to small"
         )
+    get_sampler(cfg.sampling.sampler).resolve(asdict(cfg.sampling), f"{source}: sampling")
     t = cfg.training
     if t.loss != "dsm" and (t.weighting != "power" or t.sigma_dist != "uniform"):
         raise ConfigError(

@@ -28,3 +28,7 @@ class CheckpointError(NCSNError):
 
 class ShapeError(NCSNError, ValueError):
     """Tensors or masks whose shapes or values do not fit together."""
+
+
+class NCSNWarning(UserWarning):
+    """Something the user should know that does not stop the work (printed as one line)."""

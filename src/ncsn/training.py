@@ -14,7 +14,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import signal
@@ -27,16 +26,24 @@ import torch
 from torch import nn
 
 from ncsn import checkpoint as ckpt
-from ncsn.api import build_model, check_state_dict, model_sigmas, sample
+from ncsn.api import build_model, model_sigmas, sample
 from ncsn.config import Config, save_config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.edm import dsm_loss_options, resolve_data_statistics
 from ncsn.errors import NCSNError
 from ncsn.imaging import save_image_grid
+from ncsn.lock import exclusive_workdir
 from ncsn.losses import anneal_dsm_loss, anneal_sliced_score_matching_loss
 from ncsn.perf import tune_allocator
+from ncsn.signals import SignalAbort, StopSignals
 from ncsn.transforms import preprocess, random_hflip
-from ncsn.workdir import FLIP_BY_DEFAULT, MetricsLog, check_disk, prepare_workdir
+from ncsn.workdir import (
+    FLIP_BY_DEFAULT,
+    MetricsLog,
+    check_disk,
+    check_resume_state,
+    prepare_workdir,
+)
 
 __all__ = ["train", "TrainResult", "EMA", "resolve_config", "Interrupted", "NonFiniteError"]
 
@@ -81,29 +88,6 @@ class EMA:
 
     def copy_to(self, model: nn.Module) -> None:
         model.load_state_dict(self.shadow)
-
-
-class _Signals:
-    """Turns SIGINT/SIGTERM into a flag checked between steps."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: no handlers
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def _resolve_data(cfg: Config, dataset):
@@ -202,6 +186,7 @@ def _heldout(model, val_images, sigmas, cfg, device) -> dict[str, Any]:
     return heldout_dsm_loss(model, x, sigmas, seed=0, power=cfg.training.loss_power)
 
 
+@exclusive_workdir  # one writer per workdir: a second train on it stops with one line
 def train(
     cfg: Config,
     workdir: str | Path,
@@ -271,15 +256,7 @@ def train(
     step = 0
     if resuming:
         path = ckpt.find_checkpoint(workdir)
-        st = ckpt.read_checkpoint(path)
-        check_state_dict(model, st["model"], path)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        if ema is not None and st.get("ema") is not None:
-            ema.shadow = {k: v.to(device) for k, v in st["ema"].items()}
-        batches.load(st["data"])
-        g_noise.set_state(st["noise_rng"])
-        step = int(st["step"])
+        step = _restore(ckpt.read_checkpoint(path), path, model, opt, ema, batches, g_noise, log)
         log(f"resuming {workdir} from step {step} ({path.name})")
     save_config(cfg, workdir / "config.yaml")
     val_images = as_tensor(val_ds)[0] if val_ds is not None and len(val_ds) else None
@@ -294,11 +271,10 @@ def train(
             "data": batches.state(),
             "noise_rng": g_noise.get_state(),
         }
-        ckpt.checkpoint_dir(workdir).mkdir(exist_ok=True)
-        path = ckpt.save_checkpoint(ckpt.checkpoint_path(workdir, step_now), state)
-        ckpt.write_latest(workdir, path)
-        ckpt.prune_checkpoints(workdir, t.keep_checkpoints, t.milestone_every)
-        return path
+        with signals.protect():  # a second signal does not abort the write
+            return ckpt.write_run_checkpoint(
+                workdir, step_now, state, t.keep_checkpoints, t.milestone_every
+            )
 
     logger = MetricsLog(workdir, step, t.tensorboard)
     from tqdm.auto import tqdm
@@ -315,8 +291,9 @@ def train(
     last_path: Path | None = ckpt.find_checkpoint(workdir) if resuming else None
     level_sum = torch.zeros(len(sigmas), dtype=torch.float64)
     level_cnt = torch.zeros(len(sigmas), dtype=torch.float64)
+    signals = StopSignals()
     try:
-        with _Signals() as signals:
+        with signals:
             while step < t.n_iters:
                 model.train()
                 x = batches.next().to(device)
@@ -410,6 +387,17 @@ def train(
                 if reached_time or reached_max:
                     stopped = "time_limit" if reached_time else "max_steps"
                     break
+    except SignalAbort as e:  # a second signal during a step: that step is not saved
+        kept = (
+            f"the last checkpoint ({last_path.name}) is intact"
+            if last_path
+            else "no checkpoint was written yet"
+        )
+        raise Interrupted(
+            f"stopped by a second {e} during step {step + 1}; {kept}: run the same command "
+            "again to continue",
+            e.signum,
+        ) from None
     finally:
         bar.close()
         logger.close()
@@ -418,6 +406,29 @@ def train(
     ):
         last_path = save(step)
     return TrainResult(workdir, step, last_loss, last_path, stopped)
+
+
+def _restore(st, path: Path, model, opt, ema, batches, g_noise, log) -> int:
+    """Load a checkpoint's training state; returns its step.
+
+    A checkpoint without optimizer, data-order or noise state (``ncsn import-official``
+    writes weights only) starts those fresh from ``training.seed``: fine-tuning, not an
+    exact continuation.
+    """
+    check_resume_state(st, model, len(batches.ds), path)
+    model.load_state_dict(st["model"])
+    if ema is not None and st.get("ema") is not None:
+        ema.shadow = {k: v.to(next(model.parameters()).device) for k, v in st["ema"].items()}
+    if st.get("optimizer") is None:
+        log(
+            f"{path.name} holds weights only (no optimizer, data-order or noise state): "
+            "fine-tuning with a fresh Adam optimizer and fresh random streams"
+        )
+    else:
+        opt.load_state_dict(st["optimizer"])
+        batches.load(st["data"])
+        g_noise.set_state(st["noise_rng"])
+    return int(st["step"])
 
 
 def _non_finite_message(out, sigmas: torch.Tensor, step: int) -> str:

@@ -21,11 +21,13 @@ from ncsn.models.layers import (
 
 
 def _reference_in_plus(x, gamma, alpha, beta, eps=1e-5):
+    """Instance norm++ as the official code computes it (not the paper's Appendix A text):
+    alpha inside the gamma product, the channel variance of the means unbiased."""
     mu = x.mean(dim=(2, 3), keepdim=True)
     s = torch.sqrt(x.var(dim=(2, 3), keepdim=True, unbiased=False) + eps)
     m = mu.mean(dim=1, keepdim=True)
-    v = torch.sqrt(mu.var(dim=1, keepdim=True, unbiased=False) + eps)
-    return gamma * (x - mu) / s + beta + alpha * (mu - m) / v
+    v = torch.sqrt(mu.var(dim=1, keepdim=True, unbiased=True) + eps)
+    return gamma * ((x - mu) / s + alpha * (mu - m) / v) + beta
 
 
 def test_cond_instance_norm_plus_matches_formula():
@@ -113,27 +115,61 @@ def test_residual_block_is_shortcut_plus_branch(
     assert (out - skip).abs().mean() > 0.01  # the branch contributes before zeroing
 
 
-def test_refinenet_blocks_are_residual_around_their_convs():
-    """With every conv zeroed, an RCU is the identity, a CRP block is ELU, and a start/end
-    RefineBlock (RCUs -> CRP -> RCUs) is ELU; MSF sums per-input maps resized bilinearly."""
+@pytest.mark.parametrize("norm", [_norm, None])
+def test_refinenet_blocks_are_residual_around_their_convs(norm):
+    """With every conv zeroed, an RCU is the identity, a CRP block is ELU and a start/end
+    RefineBlock (RCUs -> CRP -> RCUs) is ELU; before zeroing the convs contribute."""
     torch.manual_seed(0)
     x = torch.randn(2, 8, 8, 8)
-    rcu, crp = RCUBlock(8, 2, 2, _norm), CRPBlock(8, 2, _norm, "avg")
-    refine = RefineBlock([8], 8, _norm, start=True, end=True)
+    rcu, crp = RCUBlock(8, 2, 2, norm), CRPBlock(8, 2, norm, "avg")
+    refine = RefineBlock([8], 8, norm, start=True, end=True)
     with torch.no_grad():
         assert (rcu(x) - x).abs().mean() > 0.01 and (crp(x) - F.elu(x)).abs().mean() > 0.01
+        assert (refine([x]) - F.elu(x)).abs().mean() > 0.01
         _zero_(*rcu.convs, *crp.convs, *(m for m in refine.modules() if isinstance(m, nn.Conv2d)))
         torch.testing.assert_close(rcu(x), x)
         torch.testing.assert_close(crp(x), F.elu(x))
         torch.testing.assert_close(refine([x]), F.elu(x))
-        fine = torch.randn(2, 4, 16, 16)
-        msf = MSFBlock([4, 8], 6, _norm)
-        coarse = msf.convs[1](msf.norms[1](x, None))
-        expected = msf.convs[0](msf.norms[0](fine, None)) + F.interpolate(
-            coarse, size=(16, 16), mode="bilinear", align_corners=False
-        )
-        torch.testing.assert_close(msf([fine, x], None, (16, 16)), expected)
-        assert RefineBlock([4, 8], 6, _norm)([fine, x]).shape == (2, 6, 16, 16)
+    fine = torch.randn(2, 4, 16, 16)
+    assert MSFBlock([4, 8], 6, norm)([fine, x], None, (16, 16)).shape == (2, 6, 16, 16)
+    assert RefineBlock([4, 8], 6, norm)([fine, x]).shape == (2, 6, 16, 16)
+
+
+def test_refine_blocks_without_norm_have_no_norm_parameters():
+    block = RefineBlock([4, 8], 6, None, pool="max")
+    assert not [n for n, _ in block.named_parameters() if "norm" in n]
+    assert isinstance(block.crp.pool, torch.nn.MaxPool2d)
+
+
+def _identity_conv(conv):
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1, 1] = torch.eye(conv.weight.shape[0])
+
+
+def test_crp_average_pool_counts_the_zero_padding():
+    """NCSN's CRP averages over 25 cells at the border too (the padding counts as zeros)."""
+    crp = CRPBlock(1, 1, None, "avg")
+    _identity_conv(crp.convs[0])
+    x = torch.ones(1, 1, 6, 6)  # ELU(1) = 1
+    out = crp(x) - x  # the pooled path
+    assert out[0, 0, 0, 0].item() == pytest.approx(9 / 25)  # corner: 3x3 of the 5x5 inside
+    assert out[0, 0, 2, 2].item() == pytest.approx(1.0)
+    crp_max = CRPBlock(1, 1, None, "max")
+    _identity_conv(crp_max.convs[0])
+    assert (crp_max(x) - x)[0, 0, 0, 0].item() == pytest.approx(1.0)
+
+
+def test_msf_resizes_with_aligned_corners():
+    msf = MSFBlock([1], 1, None)
+    _identity_conv(msf.convs[0])
+    with torch.no_grad():
+        msf.convs[0].bias.zero_()
+    coarse = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    out = msf([coarse], None, (3, 3))
+    # align_corners=True keeps the corner values and puts exact midpoints between them
+    assert out[0, 0, 0].tolist() == [0.0, 0.5, 1.0]
+    assert out[0, 0, 2].tolist() == [2.0, 2.5, 3.0]
 
 
 def test_as_sigma_batch_and_validate():

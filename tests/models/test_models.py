@@ -45,6 +45,24 @@ def test_ncsn_parameter_count_matches_paper(ngf, channels, size, expected):
     assert count_parameters(model) == expected
 
 
+@pytest.mark.parametrize(
+    ("size", "levels", "ngf", "variant", "expected"),
+    [
+        # the official NCSNv2 / NCSNv2Deeper at ngf 8 (../shared/official-refs meta.json)
+        (32, 232, 8, None, 117_323),
+        (64, 500, 8, "deeper", 327_979),
+        # the released widths: CIFAR-10 and CelebA 64x64 use NCSNv2 at ngf 128
+        (32, 232, 128, None, 29_694_083),
+        (64, 500, 128, None, 29_694_083),
+    ],
+)
+def test_ncsnv2_parameter_count_matches_official(size, levels, ngf, variant, expected):
+    sigmas = torch.logspace(1, -2, levels)
+    model = NCSNv2(3, size, sigmas, ngf=ngf, variant=variant)
+    # parameters only: the sigmas buffer is not one
+    assert count_parameters(model) == expected
+
+
 def test_count_parameters_trainable_only():
     model = ScoreMLP(dim=2, hidden=4, depth=1, sigmas=SIGMAS)
     total = count_parameters(model)
@@ -244,10 +262,26 @@ def test_ncsnv2_is_its_unconditional_network_over_sigma():
     torch.testing.assert_close(out, net / sigma[:, None, None, None])
 
 
-def test_ncsnv2_deeper_for_64():
-    assert NCSNv2(3, 64, SIGMAS, ngf=8).deeper
-    assert not NCSNv2(3, 32, SIGMAS, ngf=8).deeper
-    assert len(NCSNv2(3, 64, SIGMAS, ngf=8).net.res) == 5
+def test_ncsnv2_variant_by_size_as_the_official_code():
+    assert NCSNv2(3, 32, SIGMAS, ngf=8).variant == "base"
+    assert NCSNv2(3, 64, SIGMAS, ngf=8).variant == "base"  # CelebA 64x64: NCSNv2
+    assert NCSNv2(3, 96, SIGMAS, ngf=8).variant == "deeper"  # LSUN: NCSNv2Deeper
+    assert len(NCSNv2(3, 64, SIGMAS, ngf=8, variant="deeper").net.res) == 5
+    with pytest.raises(ConfigError, match="deepest"):
+        NCSNv2(3, 64, SIGMAS, ngf=8, variant="deepest")
+
+
+@pytest.mark.parametrize("name", ["ncsn", "ncsnv2"])
+def test_refinenets_rescale_input_to_minus_one_one(name):
+    """x -> 2x - 1 before the first convolution, as the official networks (unless told not)."""
+    torch.manual_seed(0)
+    a = create_model(name, channels=1, image_size=8, sigmas=SIGMAS, ngf=4)
+    torch.manual_seed(0)
+    b = create_model(name, channels=1, image_size=8, sigmas=SIGMAS, ngf=4, rescale_input=False)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x, 0.1), b(2 * x - 1, 0.1))
+        assert not torch.allclose(a(x, 0.1), b(x, 0.1))
 
 
 @pytest.mark.parametrize("name", ["ncsnv2", "unet"])

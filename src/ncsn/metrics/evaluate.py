@@ -10,6 +10,8 @@ Metric names:
   ``mnist`` only; see :mod:`ncsn.metrics.domain`);
 * ``dsm``: held-out annealed DSM loss on the test split with fixed noise (needs ``score_fn``
   and ``sigmas``; see :mod:`ncsn.metrics.heldout`);
+* ``bpd``: bits per dimension of the test split through the probability-flow ODE (needs
+  ``score_fn`` and ``sigmas``; see :mod:`ncsn.metrics.likelihood`);
 * ``nn``: nearest training images of each sample (pixel L2, and classifier features where a
   domain classifier exists), with a PNG grid in ``out_dir`` and held-out test images as the
   yardstick of "not a copy".
@@ -39,7 +41,8 @@ __all__ = ["ALL_METRICS", "INCEPTION_METRICS", "evaluate", "load_reference_image
 
 log = logging.getLogger(__name__)
 
-ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn")
+ALL_METRICS = (*INCEPTION_METRICS, *DOMAIN_METRICS, "dsm", "nn", "bpd")
+MODEL_ONLY_METRICS = ("dsm", "bpd")  # need the network and the test split, not samples
 RANDOM_INIT = "random-init"
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -122,8 +125,9 @@ def _check_request(
             f"which exists for {', '.join(CLASSIFIER_CONFIGS)} only, not {dataset!r}; "
             "use fid/kid/is instead"
         )
-    if "dsm" in names and (score_fn is None or sigmas is None):
-        raise ConfigError("metric dsm needs a score function and its sigmas (a checkpoint)")
+    for m in set(names) & set(MODEL_ONLY_METRICS):
+        if score_fn is None or sigmas is None:
+            raise ConfigError(f"metric {m} needs a score function and its sigmas (a checkpoint)")
     return list(dict.fromkeys(names))
 
 
@@ -150,7 +154,7 @@ def _split_stream(ds, dataset: str, split: str, n: int | None) -> ImageBatches:
 
 
 def evaluate(
-    samples: torch.Tensor | ImageBatches,
+    samples: torch.Tensor | ImageBatches | None,
     *,
     metrics: Sequence[str],
     dataset: str | None = None,
@@ -172,13 +176,16 @@ def evaluate(
     kid_subset_size: int = 1000,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    bpd_n: int | None = None,
+    logit_transform: bool = False,
 ) -> dict:
     """Compute sample-quality metrics of generated images.
 
     Args:
         samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
             clamped with a warning), or an :class:`~ncsn.metrics.streams.ImageBatches`
-            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked).
+            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked);
+            ``None`` when only ``dsm``/``bpd`` are asked.
         metrics: Names from :data:`ALL_METRICS`.
         dataset: The data set the model was trained on (reference images come from it);
             may be ``None`` when only ``fid``/``kid``/``is`` are asked with ``reference``.
@@ -207,6 +214,8 @@ def evaluate(
         kid_subset_size: KID subset size.
         device: Where networks run (default CUDA when available, else CPU).
         use_cache: Read/write cached Inception reference statistics.
+        bpd_n: Test images for ``bpd`` (a subset fixed by seed 0; default ``n_ref``).
+        logit_transform: The model works in logit space (for ``bpd``).
 
     Returns:
         A dict with one key per requested metric: ``fid``, ``dfid`` (float); ``is``, ``kid``,
@@ -235,8 +244,9 @@ def evaluate(
     extractor = _make_extractor(inception_weights, device) if inc else None
     if "is" in inc:
         extractor.require_logits()  # before any work
-    samples = _as_samples(samples, names, batch_size)
-    n = len(samples)
+    if samples is not None or not set(names) <= set(MODEL_ONLY_METRICS):
+        samples = _as_samples(samples, names, batch_size)
+    n = 0 if samples is None else len(samples)
     protocol: dict = {"n_samples": n, "dataset": dataset, "seed": int(seed)}
     result: dict = {}
     datasets: dict = {}
@@ -346,6 +356,24 @@ def evaluate(
             "space": "pixel L2" + (", classifier features" if features else ""),
             "n": len(train_images),
         }
+
+    if "bpd" in names:
+        from ncsn.metrics.likelihood import bits_per_dim
+
+        sig = np.asarray(sigmas, dtype=np.float64)
+        test = reference_images("test", bpd_n if bpd_n is not None else n_ref)
+        result["bpd"] = bits_per_dim(
+            score_fn,
+            test,
+            sigma_min=float(sig.min()),
+            sigma_max=float(sig.max()),
+            logit=logit_transform,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+        )
+        protocol["bpd"] = {"split": "test", "n": int(test.shape[0]), "seed": int(seed)}
 
     result["protocol"] = protocol
     return result

@@ -50,6 +50,7 @@ __all__ = [
     "RefineBlock",
     "create_model",
     "count_parameters",
+    "has_discrete_sigmas",
 ]
 
 
@@ -107,7 +108,8 @@ def create_model(
             ``ch_mult``, ``num_res_blocks``, ``attention`` for the U-Net, ``hidden``,
             ``depth``, ``scale_by_sigma`` for the MLP).
         precond: ``"none"`` (the network is the score model) or ``"edm"`` (wrapped in
-            :class:`EDMPrecond`; a U-Net then gets ``input_scaling=False``).
+            :class:`EDMPrecond`; a U-Net then gets ``input_scaling=False``, a RefineNet
+            ``rescale_input=False``).
         sigma_data: Data standard deviation for ``"edm"`` (None: 0.25).
         data_mean: Data mean for ``"edm"`` (None: 0.5).
 
@@ -136,6 +138,8 @@ def create_model(
         )
     if precond == "edm" and key == "unet":
         kwargs.setdefault("input_scaling", False)
+    if precond == "edm" and key in ("ncsn", "ncsnv2"):
+        kwargs.setdefault("rescale_input", False)  # c_in centres and scales the input
     net = builder(channels=channels, image_size=image_size, sigmas=sigmas, **kwargs)
     if precond == "none":
         return net
@@ -157,3 +161,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         The number of scalar parameters.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def has_discrete_sigmas(name: str) -> bool:
+    """Whether model ``name`` knows only its L training levels (the paper's ``ncsn`` maps any
+    sigma to the nearest one), so that samplers must use only those levels."""
+    entry = _REGISTRY.get(str(name).lower())
+    return bool(entry and getattr(entry[0], "discrete_sigmas", False))

@@ -1,23 +1,27 @@
 """Building blocks shared by the score networks.
 
-The RefineNet blocks follow Song & Ermon (2019), Appendix A: instance normalisation++
-(conditional on the noise level for NCSN, plain for NCSNv2), residual blocks with dilation
-and mean-pool downsampling, and the RefineNet residual conv unit (RCU), multi-resolution
-fusion (MSF), chained residual pooling (CRP) and refine block.
+The RefineNet blocks follow Song & Ermon (2019), Appendix A, as the authors' code
+(ermongroup/ncsn, ermongroup/ncsnv2) computes them: instance normalisation++ (conditional on
+the noise level for NCSN, plain for NCSNv2), residual blocks with dilation and mean-pool
+downsampling, and the RefineNet residual conv unit (RCU), multi-resolution fusion (MSF),
+chained residual pooling (CRP) and refine block. Where the official code differs from the
+paper's text, these blocks follow the code (see :class:`CondInstanceNorm2dPlus` and
+:class:`CRPBlock`), so that the official checkpoints load into them exactly.
 
 Every normalisation layer has the signature ``norm(x, y)`` where ``y`` is the batch of
 noise-level indices (``LongTensor`` of shape ``(B,)``) for the conditional layer and is
 ignored by the unconditional one, so the same block classes build both networks. A
-``NormFactory`` is any callable ``num_features -> nn.Module`` with that signature.
+``NormFactory`` is any callable ``num_features -> nn.Module`` with that signature. The
+RefineNet blocks also accept ``norm=None``: NCSNv2's refine blocks have no normalisation.
 
 The sigma helpers every model uses (schedule validation, broadcasting ``sigma``) live in
-:mod:`ncsn.models.sigma` and are re-exported here.
+:mod:`ncsn.models.sigma`, the RefineNet blocks in :mod:`ncsn.models.refine_blocks`; both
+are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
+from ncsn.models.refine_blocks import CRPBlock, MSFBlock, NormFactory, RCUBlock, RefineBlock
 from ncsn.models.sigma import (
     SigmaLike,
     as_sigma_batch,
@@ -51,8 +56,6 @@ __all__ = [
     "CRPBlock",
     "RefineBlock",
 ]
-
-NormFactory = Callable[[int], nn.Module]
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -90,22 +93,26 @@ class SinusoidalEmbedding(nn.Module):
 def _instance_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Return ``(x_hat, mu_tilde)``: the instance-normalised input and the normalised means.
 
-    ``mu_tilde[b, k] = (mu_k - m) / v`` where ``mu_k`` are the spatial means and ``m``, ``v``
-    the mean and standard deviation of the ``mu_k`` over channels.
+    ``x_hat = (x_k - mu_k) / sqrt(s_k^2 + eps)`` with the spatial mean ``mu_k`` and (biased)
+    variance ``s_k^2`` of channel ``k``; ``mu_tilde[b, k] = (mu_k - m) / sqrt(v^2 + eps)``
+    where ``m`` and ``v^2`` are the mean and the *unbiased* (``C - 1``) variance of the
+    ``mu_k`` over channels, as in the official code (``torch.var``).
     """
     var, mu = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-    x_hat = (x - mu) * torch.rsqrt(var + eps)
-    m_var, m_mean = torch.var_mean(mu, dim=1, keepdim=True, correction=0)
-    mu_tilde = (mu - m_mean) * torch.rsqrt(m_var + eps)
+    x_hat = (x - mu) / torch.sqrt(var + eps)
+    m_var, m_mean = torch.var_mean(mu, dim=1, keepdim=True, correction=1)
+    mu_tilde = (mu - m_mean) / torch.sqrt(m_var + eps)
     return x_hat, mu_tilde
 
 
 class CondInstanceNorm2dPlus(nn.Module):
     """Conditional instance normalisation++ (Song & Ermon 2019, Appendix A).
 
-    ``out[k] = gamma_i[k] * (x_k - mu_k) / s_k + beta_i[k] + alpha_i[k] * (mu_k - m) / v``
-    for noise level ``i``. The per-level ``(gamma, alpha, beta)`` live in one embedding of
-    size ``L x 3C`` (``L x 2C`` without bias), with gamma, alpha ~ N(1, 0.02) and beta = 0.
+    ``out[k] = gamma_i[k] * ((x_k - mu_k) / s_k + alpha_i[k] * (mu_k - m) / v) + beta_i[k]``
+    for noise level ``i``: the official code's form (the paper writes the alpha term outside
+    the gamma product; trained checkpoints need the code's). The per-level
+    ``(gamma, alpha, beta)`` live in one embedding of size ``L x 3C`` (``L x 2C`` without
+    bias), with gamma, alpha ~ N(1, 0.02) and beta = 0.
 
     Args:
         num_features: Number of channels ``C``.
@@ -132,7 +139,7 @@ class CondInstanceNorm2dPlus(nn.Module):
         x_hat, mu_tilde = _instance_stats(x, self.eps)
         params = self.embed(y).to(x.dtype)[:, :, None, None]
         c = self.num_features
-        out = params[:, :c] * x_hat + params[:, c : 2 * c] * mu_tilde
+        out = params[:, :c] * (x_hat + params[:, c : 2 * c] * mu_tilde)
         if self.bias:
             out = out + params[:, 2 * c :]
         return out
@@ -140,6 +147,9 @@ class CondInstanceNorm2dPlus(nn.Module):
 
 class InstanceNorm2dPlus(nn.Module):
     """Unconditional instance normalisation++ (NCSNv2): one learnable gamma, alpha, beta.
+
+    ``out[k] = gamma[k] * ((x_k - mu_k) / s_k + alpha[k] * (mu_k - m) / v) + beta[k]``, the
+    form of :class:`CondInstanceNorm2dPlus` without the noise level.
 
     Args:
         num_features: Number of channels ``C``.
@@ -160,7 +170,7 @@ class InstanceNorm2dPlus(nn.Module):
         x_hat, mu_tilde = _instance_stats(x, self.eps)
         gamma = self.gamma.to(x.dtype)[None, :, None, None]
         alpha = self.alpha.to(x.dtype)[None, :, None, None]
-        out = gamma * x_hat + alpha * mu_tilde
+        out = gamma * (x_hat + alpha * mu_tilde)
         if self.beta is not None:
             out = out + self.beta.to(x.dtype)[None, :, None, None]
         return out
@@ -245,154 +255,3 @@ class ResidualBlock(nn.Module):
         h = self.conv2(F.elu(self.norm2(h, y)))
         skip = x if self.shortcut is None else self.shortcut(x)
         return skip + h
-
-
-# --------------------------------------------------------------------------------------
-# RefineNet blocks
-# --------------------------------------------------------------------------------------
-
-
-class RCUBlock(nn.Module):
-    """Residual conv units: ``n_blocks`` x (``n_stages`` x (norm -> ELU -> conv3x3, no bias)).
-
-    Args:
-        features: Channels (unchanged).
-        n_blocks: Number of residual units.
-        n_stages: Stages per unit.
-        norm: Normalisation factory.
-    """
-
-    def __init__(self, features: int, n_blocks: int, n_stages: int, norm: NormFactory):
-        super().__init__()
-        self.n_blocks = n_blocks
-        self.n_stages = n_stages
-        self.norms = nn.ModuleList(norm(features) for _ in range(n_blocks * n_stages))
-        self.convs = nn.ModuleList(
-            _conv3x3(features, features, bias=False) for _ in range(n_blocks * n_stages)
-        )
-
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Apply the units."""
-        k = 0
-        for _ in range(self.n_blocks):
-            residual = x
-            for _ in range(self.n_stages):
-                x = self.convs[k](F.elu(self.norms[k](x, y)))
-                k += 1
-            x = x + residual
-        return x
-
-
-class MSFBlock(nn.Module):
-    """Multi-resolution fusion: per input norm -> conv3x3 (bias) -> bilinear resize, summed.
-
-    Args:
-        in_planes: Channels of each input.
-        features: Output channels.
-        norm: Normalisation factory.
-    """
-
-    def __init__(self, in_planes: Sequence[int], features: int, norm: NormFactory):
-        super().__init__()
-        self.features = features
-        self.norms = nn.ModuleList(norm(c) for c in in_planes)
-        self.convs = nn.ModuleList(_conv3x3(c, features, bias=True) for c in in_planes)
-
-    def forward(
-        self, xs: Sequence[Tensor], y: Tensor | None, output_size: tuple[int, int]
-    ) -> Tensor:
-        """Fuse ``xs`` into one map of spatial size ``output_size``."""
-        out: Tensor | None = None
-        for x, norm, conv in zip(xs, self.norms, self.convs, strict=True):
-            h = conv(norm(x, y))
-            if tuple(h.shape[-2:]) != tuple(output_size):
-                h = F.interpolate(h, size=output_size, mode="bilinear", align_corners=False)
-            out = h if out is None else out + h
-        assert out is not None
-        return out
-
-
-class CRPBlock(nn.Module):
-    """Chained residual pooling: ELU, then ``n_stages`` x (norm -> pool 5x5 -> conv3x3, no
-    bias), each stage's path added to the running sum.
-
-    Args:
-        features: Channels (unchanged).
-        n_stages: Number of pooling stages.
-        norm: Normalisation factory.
-        pool: ``"max"`` (NCSN) or ``"avg"`` (NCSNv2) pooling, 5x5 with stride 1.
-    """
-
-    def __init__(
-        self,
-        features: int,
-        n_stages: int,
-        norm: NormFactory,
-        pool: Literal["max", "avg"] = "max",
-    ):
-        super().__init__()
-        if pool == "max":
-            self.pool: nn.Module = nn.MaxPool2d(5, stride=1, padding=2)
-        elif pool == "avg":
-            self.pool = nn.AvgPool2d(5, stride=1, padding=2, count_include_pad=False)
-        else:
-            raise ConfigError(f"pool must be 'max' or 'avg', got {pool!r}")
-        self.norms = nn.ModuleList(norm(features) for _ in range(n_stages))
-        self.convs = nn.ModuleList(
-            _conv3x3(features, features, bias=False) for _ in range(n_stages)
-        )
-
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Apply the pooling chain."""
-        x = F.elu(x)
-        path = x
-        for norm, conv in zip(self.norms, self.convs, strict=True):
-            path = conv(self.pool(norm(path, y)))
-            x = x + path
-        return x
-
-
-class RefineBlock(nn.Module):
-    """RefineNet block: per-input adaptive RCUs, fusion, chained residual pooling, output RCU.
-
-    Args:
-        in_planes: Channels of each input (finest resolution first is not required; the
-            output takes the largest spatial size among the inputs).
-        features: Output channels. With ``start=True`` there is a single input and
-            ``in_planes[0]`` must equal ``features``.
-        norm: Normalisation factory.
-        start: First (coarsest) block: no fusion.
-        end: Last block: three output RCUs instead of one.
-        pool: Pooling of the CRP block (``"max"`` or ``"avg"``).
-    """
-
-    def __init__(
-        self,
-        in_planes: Sequence[int],
-        features: int,
-        norm: NormFactory,
-        *,
-        start: bool = False,
-        end: bool = False,
-        pool: Literal["max", "avg"] = "max",
-    ):
-        super().__init__()
-        in_planes = list(in_planes)
-        if start and (len(in_planes) != 1 or in_planes[0] != features):
-            raise ConfigError(
-                f"a start RefineBlock needs one input with {features} channels, got {in_planes}"
-            )
-        self.adapt = nn.ModuleList(RCUBlock(c, 2, 2, norm) for c in in_planes)
-        self.msf = None if start else MSFBlock(in_planes, features, norm)
-        self.crp = CRPBlock(features, 2, norm, pool)
-        self.output = RCUBlock(features, 3 if end else 1, 2, norm)
-
-    def forward(self, xs: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
-        """Refine and fuse ``xs``."""
-        hs = [adapt(x, y) for adapt, x in zip(self.adapt, xs, strict=True)]
-        if self.msf is None:
-            h = hs[0]
-        else:
-            size = max((tuple(x.shape[-2:]) for x in xs), key=lambda s: s[0] * s[1])
-            h = self.msf(hs, y, size)
-        return self.output(self.crp(h, y), y)

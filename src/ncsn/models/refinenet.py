@@ -1,7 +1,11 @@
 """RefineNet score networks: NCSN (Song & Ermon 2019) and NCSNv2 (Song & Ermon 2020).
 
-Layout (``ngf`` base channels, sizes for a 32x32 input)::
+Both are the authors' networks, op for op (ermongroup/ncsn ``CondRefineNetDilated``,
+ermongroup/ncsnv2 ``NCSNv2`` and ``NCSNv2Deeper``): the official checkpoints load into them
+(:func:`ncsn.load_official`) and reproduce the official outputs. Layout (``ngf`` base
+channels, sizes for a 32x32 input)::
 
+    (x -> 2x - 1 unless rescale_input=False)
     begin   conv3x3 C -> ngf                                  32x32
     res1    2 x ResidualBlock(ngf -> ngf)                     32x32
     res2    ResidualBlock(ngf -> 2ngf, down), (2ngf -> 2ngf)  16x16
@@ -11,14 +15,21 @@ Layout (``ngf`` base channels, sizes for a 32x32 input)::
     refine3 ([res2, refine2], ngf)       refine4 ([res1, refine3], ngf, end)
     end     norm -> ELU -> conv3x3 ngf -> C
 
+NCSN normalises with conditional instance norm++ everywhere and pools with a 5x5 average in
+the CRP blocks; NCSNv2 uses unconditional instance norm++ in the residual blocks and at the
+end, no normalisation in the refine blocks, 5x5 max pooling, and divides the output by sigma.
+
 Inputs of any size >= 4 work (28, 32, 64, odd sizes too): the one real downsampling is a
 2x2 mean pool and the fusion blocks resize bilinearly to the finer input. NCSN runs 64x64
-inputs at the same layout (its receptive field is then relatively smaller). NCSNv2 adds one
-more real downsampling stage for ``image_size >= 64`` (``deeper=None`` picks this
-automatically): ``res1 @64, res2 down @32, res3 down @16, res4 dil 2 @16, res5 dil 4 @16``
-with five refine blocks.
+inputs at the same layout. NCSNv2's ``variant="deeper"`` (the official ``NCSNv2Deeper``,
+which the official code uses for LSUN at 96 and 128 pixels; the default for
+``image_size > 64``, while CIFAR-10 and CelebA 64x64 use the base network) has one more real
+downsampling stage and wider coarse stages (shown at 64x64): ``res1 ngf @64, res2 2ngf down
+@32, res3 2ngf down @16, res4 4ngf dil 2, res5 4ngf dil 4`` with five refine blocks.
 
-Neither model rescales its input; feed data in whatever range the training code uses.
+Like the official networks, both map their input ``x`` in [0, 1] to ``2x - 1`` before the
+first convolution (``rescale_input=True``, the default); the official code skips this for
+logit-transformed or already rescaled data (``rescale_input=False``).
 """
 
 from __future__ import annotations
@@ -52,9 +63,10 @@ _STAGES_64: tuple[_Stage, ...] = (
     (1, False, 1),
     (2, True, 1),
     (2, True, 1),
-    (2, True, 2),
-    (2, True, 4),
+    (4, True, 2),
+    (4, True, 4),
 )
+VARIANTS = {"base": _STAGES_32, "deeper": _STAGES_64}
 
 
 def _check_common(channels: int, image_size: int, ngf: int) -> None:
@@ -66,7 +78,11 @@ def _check_common(channels: int, image_size: int, ngf: int) -> None:
 
 
 class _RefineNetBackbone(nn.Module):
-    """Residual encoder + RefineNet decoder shared by NCSN and NCSNv2."""
+    """Residual encoder + RefineNet decoder shared by NCSN and NCSNv2.
+
+    ``norm`` normalises the residual blocks and the output; ``refine_norm`` (``None``: no
+    normalisation) the refine blocks, whose CRP blocks pool with ``pool``.
+    """
 
     def __init__(
         self,
@@ -74,7 +90,9 @@ class _RefineNetBackbone(nn.Module):
         ngf: int,
         stages: Sequence[_Stage],
         norm: NormFactory,
+        refine_norm: NormFactory | None,
         pool: Literal["max", "avg"],
+        rescale_input: bool,
     ):
         super().__init__()
         self.begin = nn.Conv2d(channels, ngf, 3, padding=1)
@@ -95,14 +113,17 @@ class _RefineNetBackbone(nn.Module):
             features = outs[max(level - 1, 0)]
             in_planes = [outs[level]] if k == 0 else [outs[level], prev]
             self.refine.append(
-                RefineBlock(in_planes, features, norm, start=k == 0, end=k == n - 1, pool=pool)
+                RefineBlock(
+                    in_planes, features, refine_norm, start=k == 0, end=k == n - 1, pool=pool
+                )
             )
             prev = features
         self.end_norm = norm(ngf)
         self.end = nn.Conv2d(ngf, channels, 3, padding=1)
+        self.rescale_input = rescale_input
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
-        h = self.begin(x)
+        h = self.begin(2 * x - 1 if self.rescale_input else x)
         feats = []
         for first, second in self.res:
             h = second(first(h, y), y)
@@ -116,9 +137,11 @@ class _RefineNetBackbone(nn.Module):
 class NCSN(nn.Module):
     """Noise-conditional score network of Song & Ermon (2019), Appendix A.
 
-    A dilated RefineNet with conditional instance normalisation++ and ELU. ``forward`` maps
-    each ``sigma`` to the nearest noise level in log space and uses that level's
-    normalisation parameters; the output is *not* divided by sigma.
+    A dilated RefineNet with conditional instance normalisation++, ELU and average pooling
+    in the CRP blocks (the official ``CondRefineNetDilated``). ``forward`` maps each
+    ``sigma`` to the nearest noise level in log space and uses that level's normalisation
+    parameters (the official network takes the level index, see ``labels``); the output is
+    *not* divided by sigma.
 
     Args:
         channels: Image channels ``C``.
@@ -126,7 +149,11 @@ class NCSN(nn.Module):
             >= 4 runs).
         sigmas: Noise levels, strictly decreasing, shape ``(L,)``.
         ngf: Base width (64 for MNIST, 128 for CIFAR-10 in the paper).
+        rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
+            unless the data are logit-transformed).
     """
+
+    discrete_sigmas = True  # knows only its L levels: samplers use only those
 
     def __init__(
         self,
@@ -134,6 +161,7 @@ class NCSN(nn.Module):
         image_size: int,
         sigmas: Tensor | Sequence[float],
         ngf: int = 64,
+        rescale_input: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
@@ -144,7 +172,9 @@ class NCSN(nn.Module):
         def norm(c: int) -> nn.Module:
             return CondInstanceNorm2dPlus(c, num_levels)
 
-        self.net = _RefineNetBackbone(channels, ngf, _STAGES_32, norm, "max")
+        self.net = _RefineNetBackbone(
+            channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input)
+        )
 
     def sigma_to_level(self, sigma: SigmaLike, x: Tensor) -> Tensor:
         """Nearest-level indices (log space) for ``sigma`` broadcast over the batch of ``x``.
@@ -178,10 +208,11 @@ class NCSN(nn.Module):
 class NCSNv2(nn.Module):
     """Score network of Song & Ermon (2020), "Improved techniques ...".
 
-    The RefineNet of :class:`NCSN` with unconditional instance normalisation++, average
-    pooling in the CRP blocks and no noise conditioning inside the network: the output is
-    divided by sigma, so the network learns ``sigma * score``, which is well scaled at every
-    noise level.
+    The RefineNet of :class:`NCSN` with unconditional instance normalisation++ in the
+    residual blocks and at the output, no normalisation in the refine blocks, max pooling in
+    the CRP blocks and no noise conditioning inside the network: the output is divided by
+    sigma, so the network learns ``sigma * score``, which is well scaled at every noise level
+    (the official ``NCSNv2`` / ``NCSNv2Deeper``, which divide by ``sigmas[labels]``).
 
     Args:
         channels: Image channels ``C``.
@@ -189,8 +220,11 @@ class NCSNv2(nn.Module):
         sigmas: Noise levels, strictly decreasing, shape ``(L,)`` (stored for bookkeeping).
         ngf: Base width.
         norm_bias: Learn the beta of the instance norms.
-        deeper: Add a downsampling stage (five stages); ``None`` selects it for
-            ``image_size >= 64``.
+        variant: ``"base"`` (four stages, the official ``NCSNv2``) or ``"deeper"`` (five
+            stages, ``NCSNv2Deeper``); ``None`` selects ``"deeper"`` for ``image_size > 64``,
+            as the official code does (CIFAR-10, CelebA 64x64: base; LSUN: deeper).
+        rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
+            unless the data are logit-transformed or rescaled).
     """
 
     def __init__(
@@ -200,19 +234,27 @@ class NCSNv2(nn.Module):
         sigmas: Tensor | Sequence[float],
         ngf: int = 128,
         norm_bias: bool = True,
-        deeper: bool | None = None,
+        variant: str | None = None,
+        rescale_input: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
+        if variant is None:
+            variant = "deeper" if image_size > 64 else "base"
+        if variant not in VARIANTS:
+            raise ConfigError(
+                f"unknown NCSNv2 variant {variant!r}; valid choices are: {', '.join(VARIANTS)}"
+            )
         init_score_net(self, channels, image_size, sigmas)
         self.ngf = ngf
-        self.deeper = image_size >= 64 if deeper is None else bool(deeper)
+        self.variant = variant
 
         def norm(c: int) -> nn.Module:
             return InstanceNorm2dPlus(c, bias=norm_bias)
 
-        stages = _STAGES_64 if self.deeper else _STAGES_32
-        self.net = _RefineNetBackbone(channels, ngf, stages, norm, "avg")
+        self.net = _RefineNetBackbone(
+            channels, ngf, VARIANTS[variant], norm, None, "max", bool(rescale_input)
+        )
 
     def forward(self, x: Tensor, sigma: SigmaLike) -> Tensor:
         """Estimate the score of the noise-perturbed data.

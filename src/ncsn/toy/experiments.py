@@ -108,7 +108,7 @@ def run_fig3(
         samples["langevin"] = langevin_dynamics(mix.score_fn, x0, LANGEVIN_STEP, n_plain, **kw)
         x0 = _uniform_box(n_samples, gen, device)
         samples["annealed_langevin"] = annealed_langevin_dynamics(
-            mix.score_fn, x0, sigmas, ALD_T, ALD_EPS, **kw
+            mix.score_fn, x0, sigmas, n_steps_each=ALD_T, eps=ALD_EPS, **kw
         )
     methods: dict[str, Any] = {}
     for name, x in samples.items():
@@ -271,7 +271,9 @@ def run_fig2(
         x0 = _uniform_box(N_SAMPLES, gen, device)
         plain = langevin_dynamics(ssm, x0, LANGEVIN_STEP, LANGEVIN_STEPS, generator=gen)
         x0 = _uniform_box(N_SAMPLES, gen, device)
-        annealed = annealed_langevin_dynamics(dsm, x0, sigmas, ALD_T, ALD_EPS, generator=gen)
+        annealed = annealed_langevin_dynamics(
+            dsm, x0, sigmas, n_steps_each=ALD_T, eps=ALD_EPS, generator=gen
+        )
     data = {
         "figure": "fig2",
         "description": "mean squared score error ||s_theta - grad log p||^2 on a 101x101 grid "

@@ -1,0 +1,48 @@
+"""What every sampler shares: the score-function type, per-example sigma batches, the
+denoiser view of a score network and the callback.
+
+The denoiser view: a score network ``s(x, sigma)`` of data perturbed by N(0, sigma^2 I) gives
+the posterior mean of the clean data by Tweedie's formula,
+``D(x, sigma) = E[x_0 | x] = x + sigma^2 s(x, sigma)``, so samplers written for denoisers
+(EDM's Euler and Heun, DPM-Solver++) run on every ncsn network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+__all__ = ["ScoreFn", "Callback", "sigma_batch", "as_levels", "denoiser", "emit"]
+
+
+def sigma_batch(sigma: float, x: torch.Tensor) -> torch.Tensor:
+    """``sigma`` repeated once per example of ``x``: shape (B,), the dtype and device of x."""
+    return torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+
+
+def as_levels(sigmas: torch.Tensor | list[float]) -> list[float]:
+    """The noise levels as Python floats (double precision), refusing an empty schedule."""
+    values = [float(s) for s in sigmas]
+    if not values:
+        raise ValueError("sigmas is empty: pass at least one noise level")
+    return values
+
+
+def denoiser(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Tweedie's denoiser ``D(x, sigma) = x + sigma^2 s(x, sigma)`` (one network evaluation)."""
+    return x + sigma**2 * score_fn(x, sigma_batch(sigma, x))
+
+
+def emit(callback: Callback | None, step: int, level: int, sigma: float, x, **extra) -> None:
+    """Call ``callback`` (if any) with ``{"step", "level", "sigma", "x", **extra}``.
+
+    ``step`` counts the callback's calls from 0, ``level`` is the index i of the noise level
+    sigma_i the update started from, ``x`` the state after the update.
+    """
+    if callback is not None:
+        callback({"step": step, "level": level, "sigma": sigma, "x": x, **extra})

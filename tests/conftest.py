@@ -11,7 +11,13 @@ import pytest
 import torch
 
 if "OMP_NUM_THREADS" not in os.environ:  # respect an explicit setting (e.g. a busy machine)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `make test` runs two workers: one thread each (and in the trainers they start), so
+        # two cores are busy without OpenMP threads waiting on each other
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NCSN_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -86,8 +86,9 @@ def test_kill_9_at_random_moments_loses_at_most_one_interval(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         logged = _logged_steps(run)
-        state = read_checkpoint(find_checkpoint(run))  # the latest checkpoint is intact
-        assert state["step"] >= logged[-1] - every
+        # the latest checkpoint is intact (on a slow machine the kill may come before the first)
+        saved = read_checkpoint(find_checkpoint(run))["step"] if list_checkpoints(run) else 0
+        assert saved >= logged[-1] - every
     proc = _start(cfg, run)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

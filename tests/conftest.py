@@ -1,4 +1,5 @@
-"""Shared fixtures. Closed-form scores live in ``closed_forms.py``."""
+"""Shared fixtures. Closed-form scores live in ``closed_forms.py``, shared configs in
+``helpers.py``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def official_refs() -> Path:
     if not all((OFFICIAL_REFS / f / "checkpoint.pth").is_file() for f in OFFICIAL_FOLDERS):
         pytest.skip("../shared/official-refs is not present")
     return OFFICIAL_REFS
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 10-step run of the tiny digits U-Net (2 Langevin steps per level when
+    sampling), trained once per session. Read it, never write into it."""
+    from ncsn.training import train
+
+    from helpers import tiny_config
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    cfg = tiny_config("training.n_iters=10", "sampling.n_steps_each=2")
+    train(cfg, workdir, progress=False, log=lambda m: None)
+    return workdir
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,8 @@ import pytest
 
 from ncsn.checkpoint import find_checkpoint, list_checkpoints, read_checkpoint
 from ncsn.config import save_config
-from test_workdir import mlp_config
 
-from test_training import tiny_config
+from helpers import mlp_config, tiny_config
 
 
 def _start(cfg_path, workdir, *extra):

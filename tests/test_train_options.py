@@ -111,8 +111,9 @@ def _saved_bytes(model, x, sigmas):
     "name, options, blocks",
     [
         ("unet", {"ch": 8, "ch_mult": [1, 2], "num_res_blocks": 1}, 7),
-        ("ncsn", {"ngf": 4}, 12),
-        ("ncsnv2", {"ngf": 4}, 12),
+        # the RefineNets' checkpoint_blocks hook: 8 residual blocks and 18 refine-block parts
+        ("ncsn", {"ngf": 4}, 26),
+        ("ncsnv2", {"ngf": 4}, 26),
     ],
 )
 def test_activation_checkpointing_keeps_gradients_and_saves_memory(name, options, blocks):

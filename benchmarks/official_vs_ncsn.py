@@ -118,8 +118,9 @@ class Side:
         else:
             cfg = load_config(args.dataset)
             self.model = build_model(cfg, channels=channels, image_size=size)
-            if self.plain:
+            if self.plain:  # NCHW activations and weights
                 self.model.net.channels_last = False
+                self.model.to(memory_format=torch.contiguous_format)
             if name == "ncsn-ckpt":  # training.activation_checkpointing
                 apply_activation_checkpointing(self.model)
         self.net = self.model  # what the step and the evaluation call

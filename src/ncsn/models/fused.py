@@ -11,10 +11,10 @@ the same results as the plain layers to float32 rounding (``tests/models/test_fu
   keeps anyway, so the ELU stores nothing of its own.
 - :func:`instance_norm_plus`: instance normalisation++ as the official code computes it,
   ``gamma * ((x - mu) / s + alpha * (mu - m) / v) + beta``, optionally followed by the ELU,
-  as one autograd node with a hand-written backward: it keeps ``x - mu`` and its output
-  (shared with the next convolution) instead of the four full-size tensors autograd keeps
-  for the composed layer, and the statistics take two fast reductions instead of
-  ``var_mean``.
+  as one autograd node with a hand-written backward: it keeps its input (often kept by a
+  shortcut convolution anyway) and its output (kept by the next convolution anyway)
+  instead of the four full-size tensors autograd keeps for the composed layer, and the
+  statistics take two fast passes (exact variance) instead of ``var_mean``.
 - :func:`avg_pool5`: the CRP's 5x5 average pool (stride 1, padding 2, padding counted) as a
   depthwise convolution; the operator is its own adjoint, so the backward is the same pool
   of the gradient and nothing is stored.

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/digits
 
-.PHONY: setup demo test test-fast lint format bench toy clean
+.PHONY: setup demo test test-fast lint format bench bench-official toy clean
 
 setup: $(VENV)/.installed
 
@@ -53,6 +53,15 @@ toy: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py --out benchmarks/results.json
+
+# ncsn's RefineNet against the official code (a checkout of ermongroup/ncsn, not shipped):
+#   make bench-official OFFICIAL=/path/to/ncsn [DATASET=cifar10]
+DATASET ?= mnist
+bench-official: setup
+	@test -n "$(OFFICIAL)" || { echo "set OFFICIAL=/path/to/a/checkout/of/ermongroup/ncsn" >&2; exit 2; }
+	$(BIN)/python benchmarks/official_vs_ncsn.py --official $(OFFICIAL) --dataset $(DATASET) \
+		--sides official,ncsn,ncsn-plain,ncsn-ckpt --rss --bf16 \
+		--json benchmarks/official_vs_ncsn_$(DATASET).json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -39,3 +39,25 @@ def tiny_config(*more: str) -> Config:
 def mlp_config(*more: str) -> Config:
     """The digits config with a tiny MLP score model, plus ``more`` overrides."""
     return apply_overrides(load_config("digits"), [*MLP, *more])
+
+
+# a digits MLP small enough for multi-process tests (tests/test_distributed.py)
+DDP_MLP = [
+    "model.name=mlp",
+    "model.options={hidden: 32, depth: 2}",
+    "training.batch_size=32",
+    "training.lr=0.002",
+    "training.warmup=5",
+    "training.grad_clip=1.0",
+    "training.ema_rate=0.9",
+    "training.log_every=1",
+    "training.eval_every=0",
+    "training.sample_every=0",
+    "training.checkpoint_every=100000",
+    "training.tensorboard=false",
+]
+
+
+def ddp_mlp_config(*more: str) -> Config:
+    """The digits default with the MLP of :data:`DDP_MLP` and ``more`` overrides."""
+    return apply_overrides(load_config("digits"), [*DDP_MLP, *more])

@@ -89,16 +89,16 @@ def test_checkpoint_loads_with_identical_outputs_and_rejects_other_models(tiny_r
 
 
 def test_non_finite_loss_stops_with_step_and_levels(tmp_path, monkeypatch):
-    import ncsn.training as training
+    import ncsn.train_step as train_step
 
-    real = training._loss_fn
+    real = train_step._loss_fn
 
-    def poisoned(cfg, model, x, sigmas, g):  # the 3rd step onwards produces NaN
-        out = real(cfg, model, x, sigmas, g)
+    def poisoned(cfg, score_fn, x, sigmas, draws):  # the 3rd step onwards produces NaN
+        out = real(cfg, score_fn, x, sigmas, draws)
         calls.append(1)
         return out._replace(loss=out.loss * float("nan")) if len(calls) >= 3 else out
 
-    monkeypatch.setattr(training, "_loss_fn", poisoned)
+    monkeypatch.setattr(train_step, "_loss_fn", poisoned)
     calls = []
     cfg = tiny_config("training.n_iters=8", "training.checkpoint_every=1")
     with pytest.raises(

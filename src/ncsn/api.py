@@ -20,7 +20,9 @@ from torch import nn
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
+from ncsn.memory import check_model_fits
 from ncsn.models import create_model, has_discrete_sigmas
+from ncsn.rng import image_generator
 from ncsn.sampling import (
     SamplerSpec,
     annealed_langevin_inpainting,
@@ -33,6 +35,7 @@ from ncsn.transforms import postprocess
 
 __all__ = [
     "build_model",
+    "known_shape",
     "load_checkpoint",
     "sample",
     "sample_batches",
@@ -113,40 +116,72 @@ def with_nfe(cfg: Config, nfe: int) -> Config:
     return dataclasses.replace(cfg, sampling=dataclasses.replace(s, **knob))
 
 
+def known_shape(dataset: str | None) -> tuple[int | None, int | None]:
+    """``(channels, image_size)`` of a built-in data set from the data table, without reading
+    any data (digits 1x8, mnist and fashion_mnist 1x28, cifar10 3x32, celeba 3x32 before a
+    config's ``data.image_size``); ``(None, None)`` for folders and unknown names."""
+    from ncsn.data import _ALIASES, _BUILTIN
+
+    key = str(dataset).strip().lower()
+    row = _BUILTIN.get(_ALIASES.get(key, key))
+    return (None, None) if row is None else (int(row[2]), int(row[3]))
+
+
 def build_model(
-    cfg: Config, *, channels: int | None = None, image_size: int | None = None
+    cfg: Config,
+    *,
+    channels: int | None = None,
+    image_size: int | None = None,
+    batch_size: int = 0,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Build the score network a config describes (random initialisation).
+    """Build the score network a config describes (random initialisation, on the CPU).
+
+    Its memory needs are checked first (:func:`ncsn.memory.check_model_fits`): a model that
+    cannot fit in the free memory is refused before anything is allocated.
 
     Args:
         cfg: The config; ``data.channels`` and ``data.image_size`` give the shape unless
-            passed here.
+            passed here, else the known data set's own (:func:`known_shape`; no data is read).
         channels: Image channels (overrides the config).
         image_size: Image side (overrides the config).
+        batch_size: When > 0, also check that training at this batch size fits on ``device``.
+        device: Where the model will be used (for the memory check).
 
     Returns:
         An ``nn.Module`` with the ``model(x, sigma)`` score contract.
+
+    Raises:
+        ConfigError: Unknown shape, invalid options, or a model that cannot fit in memory.
     """
-    channels = channels or cfg.data.channels
-    image_size = image_size or cfg.data.image_size
+    known_channels, known_size = known_shape(cfg.data.dataset)
+    channels = channels or cfg.data.channels or known_channels
+    image_size = image_size or cfg.data.image_size or known_size
     if channels is None or image_size is None:
         raise ConfigError(
-            "the model's input shape is unknown: set data.channels and data.image_size "
-            "(train resolves them from the data set)"
+            f"the model's input shape is unknown for data set {cfg.data.dataset!r}: set "
+            "data.channels and data.image_size (train resolves them from the data set)"
         )
     clash = sorted({"precond", "sigma_data", "data_mean"} & set(cfg.model.options))
     if clash:
         raise ConfigError(f"model.options.{clash[0]}: set model.{clash[0]} instead")
-    return create_model(
-        cfg.model.name,
-        channels=channels,
-        image_size=image_size,
-        sigmas=model_sigmas(cfg),
-        precond=cfg.model.precond,
-        sigma_data=cfg.model.sigma_data,
-        data_mean=cfg.model.data_mean,
-        **cfg.model.options,
-    )
+    sigmas = model_sigmas(cfg)
+
+    def build() -> nn.Module:
+        return create_model(
+            cfg.model.name,
+            channels=channels,
+            image_size=image_size,
+            sigmas=sigmas,
+            precond=cfg.model.precond,
+            sigma_data=cfg.model.sigma_data,
+            data_mean=cfg.model.data_mean,
+            **cfg.model.options,
+        )
+
+    shape = (channels, image_size, image_size)
+    check_model_fits(build, shape, what="model.options", batch_size=batch_size, device=device)
+    return build()
 
 
 def load_checkpoint(
@@ -232,11 +267,6 @@ def init_noise(
     return x.to(device)
 
 
-def _per_image_generator(seed: int, index: int) -> torch.Generator:
-    # image k of seed S is the same whatever n and batch size: one generator per image
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-
 def _run_sampler(model, cfg, x, generator, callback):
     spec, options, sigmas = _sampler_plan(cfg)
     kw, _ = spec.split(options)
@@ -246,7 +276,7 @@ def _run_sampler(model, cfg, x, generator, callback):
 def _sample_images(model, cfg, idx: range, seed: int, device, callback=None):
     """Images ``idx`` of seed ``seed`` (before postprocessing), each from its own generator."""
     shape = (model.channels, model.image_size, model.image_size)
-    gens = [_per_image_generator(seed, k) for k in idx]
+    gens = [image_generator(seed, k) for k in idx]
     x = torch.cat([init_noise(cfg, 1, shape, g, device) for g in gens])
     return _run_sampler(model, cfg, x, gens, callback)
 
@@ -313,22 +343,21 @@ def sample(
     outs, trajs = [], []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, desc="sampling", unit="img", disable=not progress)
-    for start in range(0, n, bs):
-        idx = range(start, min(start + bs, n))
-        frames: list[torch.Tensor] = []
+    with tqdm(total=n, desc="sampling", unit="img", disable=not progress) as bar:
+        for start in range(0, n, bs):
+            idx = range(start, min(start + bs, n))
+            frames: list[torch.Tensor] = []
 
-        def record(info: dict[str, Any], frames=frames) -> None:
-            if info["step"] % record_every == 0:
-                frames.append(info["x"].detach().cpu().clone())
+            def record(info: dict[str, Any], frames=frames) -> None:
+                if info["step"] % record_every == 0:
+                    frames.append(info["x"].detach().cpu().clone())
 
-        res = _sample_images(model, cfg, idx, seed, device, record if record_every else None)
-        if record_every:
-            frames.append(res.detach().cpu().clone())
-            trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in frames])
-        outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
-        bar.update(len(idx))
-    bar.close()
+            res = _sample_images(model, cfg, idx, seed, device, record if record_every else None)
+            if record_every:
+                frames.append(res.detach().cpu().clone())
+                trajs.append([postprocess(t, logit=cfg.data.logit_transform) for t in frames])
+            outs.append(postprocess(res, logit=cfg.data.logit_transform).cpu())
+            bar.update(len(idx))
     samples = torch.cat(outs)
     if record_every:
         return samples, [torch.cat(step) for step in zip(*trajs, strict=True)]

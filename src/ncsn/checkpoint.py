@@ -168,12 +168,12 @@ def _open(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, str
     """The tensors (else their shapes, read from the header) and metadata of a file."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-        if len(head) < 8:
-            raise SafetensorError("the file is shorter than a safetensors header")
-        header_len = int.from_bytes(head, "little")
-        if header_len > min(os.path.getsize(path) - 8, MAX_HEADER):
-            raise SafetensorError(f"its header claims {header_len} bytes, more than the file")
+            head = f.read(9)
+            _check_head(path, head)  # a pickle, not safetensors at all, or cut in its header
+            header_len = int.from_bytes(head[:8], "little")
+            if header_len > MAX_HEADER:
+                raise SafetensorError(f"its header claims {header_len} bytes, over {MAX_HEADER}")
+            _check_length(path, f.read(header_len - 1))  # cut in its tensors
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             get = f.get_tensor if with_tensors else lambda k: f.get_slice(k).get_shape()
@@ -182,8 +182,8 @@ def _open(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, str
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
     except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as e:
         raise CheckpointError(
-            f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated "
-            "or not an ncsn checkpoint: use an earlier checkpoint of the run"
+            f"checkpoint {path} is damaged ({e}); it is not a complete safetensors file: use an "
+            "earlier checkpoint of the run"
         ) from None
     if metadata.get("format") not in (FORMAT, FORMAT_V1) or "state" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not an ncsn checkpoint")
@@ -250,12 +250,62 @@ def _files(folder: Path) -> list[Path]:
     """Checkpoint files in ``folder`` (exact names, regular files, no links), by step."""
     if not folder.is_dir():
         return []
-    found = [
-        p
-        for p in folder.iterdir()
-        if STEP_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()
-    ]
+    try:
+        names = os.listdir(folder)
+    except OSError as e:  # an unreadable folder is not an empty one: never act on []
+        raise CheckpointError(
+            f"cannot list {folder} ({e.strerror}); fix its permissions (nothing was changed)"
+        ) from None
+    paths = [folder / n for n in names if STEP_FILE.fullmatch(n)]
+    found = [p for p in paths if p.is_file() and not p.is_symlink()]
     return sorted(found, key=step_of)
+
+
+def _check_head(path: Path, head: bytes) -> None:
+    """Name what a file that is not a safetensors checkpoint is, from its first bytes.
+
+    A safetensors file is an 8-byte header length and a JSON header (``{`` at byte 8); only a
+    file that is not one is looked at for the marks of a zip (``torch.save``) or a pickle.
+    """
+    if len(head) < 9 or head[8:9] != b"{":
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
+            raise CheckpointError(
+                f"{path} is a PyTorch/pickle file, not an ncsn checkpoint; ncsn never "
+                "unpickles files (they can run code): give a .safetensors checkpoint written "
+                "by ncsn train"
+            )
+        raise CheckpointError(
+            f"{path} is not an ncsn checkpoint (not a safetensors file); give a checkpoint "
+            "written by ncsn train"
+        )
+    size = path.stat().st_size
+    if int.from_bytes(head[:8], "little") + 8 > size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes, shorter than its header says); use "
+            "an earlier checkpoint of the run"
+        )
+
+
+def _check_length(path: Path, rest: bytes) -> None:
+    """A file shorter than the tensors its header lists was cut off (a crash, a full disk).
+
+    ``rest`` is the header after its first byte ``{`` (which :func:`_check_head` read).
+    """
+    header = b"{" + rest
+    try:
+        entries = json.loads(header)
+        end = max(
+            (int(v["data_offsets"][1]) for k, v in entries.items() if k != "__metadata__"),
+            default=0,
+        )
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return  # a damaged header: safetensors names the problem
+    size = path.stat().st_size
+    if 8 + len(header) + end > size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({size} bytes; its header lists "
+            f"{8 + len(header) + end}); use an earlier checkpoint of the run"
+        )
 
 
 def list_checkpoints(workdir: str | Path) -> list[Path]:

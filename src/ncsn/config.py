@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from ncsn.errors import ConfigError
 from ncsn.io import atomic_write
 from ncsn.sampling.registry import get_sampler, option_fields, sampler_names
+from ncsn.yamlio import load_yaml
 
 __all__ = [
     "Config",
@@ -52,8 +55,8 @@ class DataConfig:
         random_flip: Random horizontal flips while training (None: the data set's default).
         dequantize: Uniform dequantisation of 8-bit data.
         logit_transform: Train in logit space.
-        val_size: Part of the training split held out for the validation loss (a fraction < 1
-            or a count).
+        val_size: Part of the training split held out for the validation loss: a fraction
+            below 1 or a whole number of images.
     """
 
     dataset: str = "digits"
@@ -110,9 +113,10 @@ class TrainingConfig:
         adam_eps: Adam epsilon.
         warmup: Linear learning-rate warm-up steps.
         grad_clip: Clip the gradient norm to this value (None: no clipping).
-        ema_rate: Exponential moving average of the weights (None: no EMA).
+        ema_rate: Exponential moving average of the weights, in [0, 1) (None: no EMA).
         loss: ``dsm`` (the paper), ``ssm`` or ``ssm_vr`` (annealed sliced score matching).
-        loss_power: lambda(sigma) = sigma**loss_power (``weighting: power``).
+        loss_power: lambda(sigma) = sigma**loss_power (``weighting: power``), between 0 and 4
+            (the paper: 2).
         weighting: ``power`` (lambda = sigma**loss_power, the paper) or ``edm``
             (lambda = sigma^2 (1 + sigma^2 / sigma_data^2): EDM's weighting in score units).
         sigma_dist: Noise levels drawn for training: ``uniform`` over the L levels (the paper)
@@ -123,7 +127,7 @@ class TrainingConfig:
             ncsn's data in [0, 1] has half the scale, so -1.2 + ln 1/2 = -1.9).
         p_std: Standard deviation of log sigma for ``lognormal``.
         n_projections: Random projections per example for sliced score matching.
-        seed: Seed of every random draw in training.
+        seed: Seed of every random draw in training, 0 to 2**63 - 1.
         log_every: Steps between metric lines.
         eval_every: Steps between held-out DSM evaluations (0: never).
         sample_every: Steps between sample grids (0: never).
@@ -134,6 +138,17 @@ class TrainingConfig:
         time_limit: Stop (with a checkpoint) after this many minutes of training (None: no limit).
         tensorboard: Also write TensorBoard event files when tensorboard is installed.
         threads: CPU threads for PyTorch (0: leave PyTorch's default).
+        accumulate: Gradient accumulation: each step runs ``accumulate`` micro-batches of
+            ``batch_size / (processes * accumulate)`` examples per process and sums their
+            gradients, so the update is the one of a whole batch of ``batch_size``.
+        precision: ``fp32`` or ``bf16`` (the network runs under bfloat16 autocast; the loss,
+            gradients, optimizer and EMA stay float32).
+        activation_checkpointing: Recompute each block's activations in the backward pass
+            instead of storing them (less memory, one more forward pass of compute).
+        compile: Run the network through ``torch.compile`` (falls back to eager with one
+            warning line where compilation fails).
+        channels_last: Channels-last memory format for the network and its inputs (meant for
+            CUDA tensor cores).
     """
 
     n_iters: int = 200_000
@@ -164,6 +179,11 @@ class TrainingConfig:
     time_limit: float | None = None
     tensorboard: bool = True
     threads: int = 0
+    accumulate: int = 1
+    precision: str = "fp32"
+    activation_checkpointing: bool = False
+    compile: bool = False
+    channels_last: bool = False
 
 
 def _sampling_config() -> type:
@@ -244,7 +264,9 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.adam_eps": (0, None, False),
     "training.warmup": (0, None, True),
     "training.grad_clip": (0, None, False),
-    "training.ema_rate": (0, 1, True),
+    "training.ema_rate": (0, 1, True),  # 1 itself is refused in _check_special
+    "training.loss_power": (0, 4, True),
+    "training.seed": (0, 2**63 - 1, True),
     "training.n_projections": (1, 1000, True),
     "training.p_std": (0, None, False),
     "training.log_every": (1, None, True),
@@ -256,6 +278,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.max_bad_steps": (0, None, True),
     "training.time_limit": (0, None, False),
     "training.threads": (0, 1024, True),
+    "training.accumulate": (1, 1_000_000, True),
     "sampling.levels": (1, 1_000_000, True),
     "sampling.n_samples": (1, None, True),
     "sampling.batch_size": (1, None, True),
@@ -264,6 +287,7 @@ _CHOICES = {
     "model.name": ("ncsn", "ncsnv2", "unet", "mlp"),
     "model.precond": ("none", "edm"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
+    "training.precision": ("fp32", "bf16"),
     "training.weighting": ("power", "edm"),
     "training.sigma_dist": ("uniform", "lognormal"),
     "sampling.sampler": sampler_names(),
@@ -357,6 +381,7 @@ def _check_ranges(cfg: Config, source: str) -> None:
                 f"{source}: {dotted} = {v!r} is not valid; choose one of "
                 f"{', '.join(map(str, choices))}"
             )
+    _check_special(cfg, source)
     m = cfg.model
     if m.num_levels > 1 and m.sigma_max <= m.sigma_min:
         raise ConfigError(
@@ -373,6 +398,22 @@ def _check_ranges(cfg: Config, source: str) -> None:
         )
     if not cfg.data.dataset:
         raise ConfigError(f"{source}: data.dataset is empty; name a data set, e.g. digits")
+
+
+def _check_special(cfg: Config, source: str) -> None:
+    """Values that a plain range cannot express."""
+    if cfg.training.ema_rate == 1:
+        raise ConfigError(
+            f"{source}: training.ema_rate = 1 would keep the EMA weights at their random "
+            "initialisation (and sample with them); use a rate below 1, e.g. 0.999, or null "
+            "for no EMA"
+        )
+    v = cfg.data.val_size
+    if v > 1 and not float(v).is_integer():
+        raise ConfigError(
+            f"{source}: data.val_size = {v} is neither a fraction (below 1) nor a whole "
+            "number of images; use e.g. 0.05 for 5% or 500 for 500 images"
+        )
 
 
 def config_from_dict(raw: Any, source: str = "config") -> Config:
@@ -417,12 +458,18 @@ def bundled_configs() -> list[str]:
 
 def _read_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{source}: {problem}{where}; fix the YAML syntax") from None
+        raise ConfigError(f"{source}: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = str(getattr(e, "problem", None) or "invalid YAML").replace("\n", " ")
+    if isinstance(e, (ComposerError, ConstructorError)):  # bombs, recursion, duplicates
+        return f"{where}: {problem}" if where else problem
+    return f"{problem}{' at ' + where if where else ''}; fix the YAML syntax"
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -482,7 +529,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"{', '.join(_SECTIONS)}"
             )
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
+        except (ComposerError, ConstructorError) as e:
+            raise ConfigError(f"override {key.strip()}=...: {_yaml_problem(e)}") from None
         except yaml.YAMLError:
             value = text
         target = raw[parts[0]]

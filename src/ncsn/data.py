@@ -5,6 +5,12 @@ download), ``mnist``, ``fashion_mnist``, ``cifar10``, ``celeba`` (torchvision fi
 ``root``) and ``folder:PATH`` (or the path of an existing folder) for any image folder. Small
 data sets are held in memory as one uint8/float tensor; :func:`as_tensor` hands a whole split
 to the trainer without DataLoader overhead.
+
+Image folders are decoded in full when a split is loaded (each file once; the 8-bit pixels are
+kept when the split fits in 1 GiB), so a damaged file is reported, naming it, before training
+starts. 16-bit images are scaled by 1/65535, float images must lie in [0, 1], transparency is
+composited on white and images beyond PIL's decompression-bomb limit are refused
+(:func:`ncsn.imaging.to_8bit`, :func:`ncsn.imaging.open_image`).
 """
 
 from __future__ import annotations
@@ -204,6 +210,27 @@ class ImageFileDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def decode_all(self) -> ImageFileDataset:
+        """Decode every file once now (keeping the pixels when the split is cached).
+
+        A truncated or otherwise undecodable file is reported here, naming it, instead of in
+        the middle of training. Without a cache the pixels are decoded again when used.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            DataError: The first file that cannot be decoded.
+        """
+        for i in range(len(self.files)):
+            if self._cache is None or self._cache[i] is None:
+                image = load_image(
+                    self.files[i], channels=self.channels, size=self.image_size, crop=self.crop
+                )
+                if self._cache is not None:
+                    self._cache[i] = image
+        return self
+
     def _load(self, index: int) -> tuple[torch.Tensor, int]:
         cached = self._cache[index] if self._cache is not None else None
         if cached is None:
@@ -257,8 +284,8 @@ def get_dataset(
         image_size: Resize images to this side (default: the data set's own size).
         random_flip: Random left-right flips; default on for the cifar10/celeba train split.
         channels: Convert to 1 (gray) or 3 (RGB) channels (default: the data set's own).
-        val_size: Validation part of the training data: a count, a fraction in [0, 1) or 0
-            for none (default 5%).
+        val_size: Validation part of the training data: a whole number of images, a
+            fraction in [0, 1) or 0 for none (default 5%).
         download: Let torchvision download missing files (needs internet).
 
     Returns:
@@ -290,6 +317,7 @@ def get_dataset(
         idx = _split_indices(len(images), 0.0, val_size, split) if split != "test" else None
     if idx is not None:
         images, labels = images[torch.as_tensor(idx)], labels[torch.as_tensor(idx)]
+    _check_fits_in_memory(key, len(images), channels or native_c, size, images.element_size())
     images = resize_images(convert_channels(images, channels or native_c), size)
     ds = TensorImageDataset(images, labels, name=key, num_classes=num_classes, random_flip=flip)
     ds.indices = torch.as_tensor(idx) if idx is not None else torch.arange(len(ds))
@@ -405,10 +433,27 @@ def _check_size_channels(image_size: int | None, channels: int | None) -> None:
         raise ConfigError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}")
 
 
+def _check_fits_in_memory(name: str, n: int, channels: int, size: int, itemsize: int) -> None:
+    """Refuse a resize that cannot fit in memory (the result plus one float chunk)."""
+    from ncsn.memory import available_bytes, format_bytes
+
+    pixels = channels * size * size
+    need = n * pixels * itemsize + 2 * min(n, 4096) * pixels * 4
+    free = available_bytes()
+    if free is not None and need > free:
+        raise DataError(
+            f"data set {name}: {n} images at image_size {size} need {format_bytes(need)} in "
+            f"memory, but {format_bytes(free)} is free; use a smaller data.image_size"
+        )
+
+
 def _n_val(val_size: int | float | None, pool: int) -> int:
     v = _VAL_DEFAULT if val_size is None else val_size
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or v < 0:
-        raise ConfigError(f"val_size must be a count >= 0 or a fraction in [0, 1), got {v!r}")
+    bad = isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not v >= 0
+    if bad or (float(v) > 1 and not float(v).is_integer()):
+        raise ConfigError(
+            f"val_size must be a fraction in [0, 1) or a whole number of images, got {v!r}"
+        )
     n = int(round(float(v) * pool)) if float(v) < 1 else int(v)
     if n >= pool:
         raise ConfigError(f"val_size={v!r} leaves no training data ({pool} items); use less")
@@ -427,7 +472,12 @@ def _split_indices(n: int, test_frac: float, val_size: Any, split: str) -> np.nd
     parts = {"test": perm[n - n_test :], "val": pool[len(pool) - n_val :]}
     parts["train"] = pool[: len(pool) - n_val]
     if len(parts[split]) == 0:
-        hint = "pass val_size > 0" if split == "val" else "use split='all'"
+        if split != "val":
+            hint = "use the split 'all'"
+        elif float(_VAL_DEFAULT if val_size is None else val_size) == 0:
+            hint = "data.val_size is 0, so nothing is held out; use the train or test split"
+        else:
+            hint = f"data.val_size = {val_size} rounds to no image; use a larger data.val_size"
         raise DataError(f"the {split} split is empty ({n} items in all); {hint}")
     return np.sort(parts[split])
 
@@ -446,7 +496,8 @@ def _missing_hint(tv_name: str, root: Path) -> str:
     return (
         f"{tv_name} not found under {root} (looked for {root / sub}). "
         f'Download it on a machine with internet: python -c "import torchvision; '
-        f"torchvision.datasets.{tv_name}('{root}', download=True)\", or pass --data-root"
+        f"torchvision.datasets.{tv_name}('{root}', download=True)\", or point --data-root "
+        "(or $NCSN_DATA_ROOT) at the folder that holds it"
     )
 
 
@@ -503,7 +554,7 @@ def _folder_dataset(folder, split, image_size, random_flip, channels, val_size) 
         name=f"folder:{folder}",
         num_classes=len(classes),
         random_flip=bool(random_flip),
-    )
+    ).decode_all()  # a damaged file is reported now, before any training step
 
 
 def _convert_item(item: Any, index: int) -> tuple[torch.Tensor, int]:

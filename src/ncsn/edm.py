@@ -36,6 +36,8 @@ __all__ = [
     "lognormal_level_probs",
     "draw_lognormal_sigmas",
     "edm_weight",
+    "loss_weighting",
+    "draw_training_sigmas",
     "dsm_loss_options",
 ]
 
@@ -148,6 +150,50 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
     return sigma * sigma * (1.0 + sigma * sigma / sigma_data**2)
 
 
+def loss_weighting(cfg: Config) -> dict[str, Any]:
+    """The weighting keywords of :func:`ncsn.losses.anneal_dsm_loss`: ``power`` and, for
+    ``training.weighting: edm``, ``weight``."""
+    t, m = cfg.training, cfg.model
+    opts: dict[str, Any] = {"power": t.loss_power}
+    if t.weighting == "edm":
+        sd = m.sigma_data if m.sigma_data is not None else DEFAULT_SIGMA_DATA
+        weight: Callable[[torch.Tensor], torch.Tensor] = lambda s: edm_weight(s, sd)  # noqa: E731
+        opts["weight"] = weight
+    return opts
+
+
+def draw_training_sigmas(
+    cfg: Config,
+    n: int,
+    sigmas: torch.Tensor,
+    like: torch.Tensor,
+    generator: torch.Generator | None,
+) -> dict[str, Any]:
+    """The log-normal noise draws of ``n`` examples (``training.sigma_dist: lognormal``).
+
+    Args:
+        cfg: The config (``training.p_mean``, ``p_std``; ``model.name``).
+        n: Number of examples.
+        sigmas: The L levels.
+        like: Tensor whose dtype and device continuous sigmas take.
+        generator: Source of the draws.
+
+    Returns:
+        ``{}`` for ``uniform`` (the loss draws the levels itself); else ``levels`` (on
+        ``like``'s device) and, for networks conditioned on sigma itself, ``sigma``.
+    """
+    t, m = cfg.training, cfg.model
+    if t.sigma_dist != "lognormal":
+        return {}
+    if m.name in LEVEL_INDEXED_MODELS:
+        p = lognormal_level_probs(sigmas, t.p_mean, t.p_std)
+        levels = torch.multinomial(p, n, replacement=True, generator=generator)
+        return {"levels": levels.to(like.device)}
+    lo, hi = float(sigmas.min()), float(sigmas.max())
+    sigma = draw_lognormal_sigmas(n, lo, hi, t.p_mean, t.p_std, like=like, generator=generator)
+    return {"sigma": sigma, "levels": nearest_level(sigma, sigmas)}
+
+
 def dsm_loss_options(
     cfg: Config, x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | None
 ) -> dict[str, Any]:
@@ -166,21 +212,4 @@ def dsm_loss_options(
     Returns:
         A dict with ``power`` and, as configured, ``weight``, ``levels`` and ``sigma``.
     """
-    t, m = cfg.training, cfg.model
-    opts: dict[str, Any] = {"power": t.loss_power}
-    if t.weighting == "edm":
-        sd = m.sigma_data if m.sigma_data is not None else DEFAULT_SIGMA_DATA
-        weight: Callable[[torch.Tensor], torch.Tensor] = lambda s: edm_weight(s, sd)  # noqa: E731
-        opts["weight"] = weight
-    if t.sigma_dist == "lognormal":
-        n = x.shape[0]
-        if m.name in LEVEL_INDEXED_MODELS:
-            p = lognormal_level_probs(sigmas, t.p_mean, t.p_std)
-            levels = torch.multinomial(p, n, replacement=True, generator=generator)
-            opts["levels"] = levels.to(x.device)
-        else:
-            lo, hi = float(sigmas.min()), float(sigmas.max())
-            sigma = draw_lognormal_sigmas(n, lo, hi, t.p_mean, t.p_std, like=x, generator=generator)
-            opts["sigma"] = sigma
-            opts["levels"] = nearest_level(sigma, sigmas)
-    return opts
+    return {**loss_weighting(cfg), **draw_training_sigmas(cfg, x.shape[0], sigmas, x, generator)}

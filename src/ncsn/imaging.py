@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ncsn.decode import is_colour, open_image, to_8bit
 from ncsn.errors import ConfigError, DataError
 from ncsn.io import atomic_write, check_output_path
 from ncsn.masks import MASK_SPECS, make_mask
+from ncsn.memory import available_bytes, format_bytes
 
 __all__ = [
     "MASK_SPECS",
@@ -32,6 +34,8 @@ __all__ = [
     "save_npz",
     "load_npz",
     "load_image",
+    "open_image",
+    "to_8bit",
     "to_image_tensor",
     "is_colour",
     "convert_channels",
@@ -40,7 +44,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
 ]
 
-_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
 IMAGE_EXTENSIONS = (
     ".png",
     ".jpg",
@@ -53,7 +56,6 @@ IMAGE_EXTENSIONS = (
     ".ppm",
     ".pgm",
 )
-_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 
 def make_grid(
@@ -223,13 +225,8 @@ def load_npz(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"samples file {path} not found; give an .npz written by ncsn")
     try:
+        _check_npz(path, "samples")
         with np.load(path, allow_pickle=False) as z:
-            if "samples" not in z.files:
-                keys = ", ".join(z.files) or "none"
-                raise DataError(
-                    f"{path} has no 'samples' array (keys: {keys}); "
-                    "save samples under the key 'samples'"
-                )
             arr = z["samples"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -241,27 +238,44 @@ def load_npz(path: str | Path) -> torch.Tensor:
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise DataError(f"{path}: 'samples' has dtype {arr.dtype}; expected float32 in [0, 1]")
     arr = arr.astype(np.float32)
-    if arr.size and not (np.nanmin(arr) >= -1e-3 and np.nanmax(arr) <= 1 + 1e-3):
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        raise DataError(f"{path}: samples range over [{lo:.3g}, {hi:.3g}]; expected [0, 1]")
     if np.isnan(arr).any():
         raise DataError(f"{path}: samples contain NaN; regenerate them")
+    if arr.size and not (arr.min() >= -1e-3 and arr.max() <= 1 + 1e-3):
+        lo, hi = float(arr.min()), float(arr.max())
+        raise DataError(f"{path}: samples range over [{lo:.3g}, {hi:.3g}]; expected [0, 1]")
     return torch.from_numpy(np.clip(arr, 0.0, 1.0))
 
 
-def is_colour(im: Image.Image) -> bool:
-    """Whether a PIL image is colour, judged from its mode (and palette for "P" images).
-
-    Args:
-        im: An opened PIL image (pixel data need not be loaded).
-
-    Returns:
-        True for colour modes and palettes with non-gray entries.
-    """
-    if im.mode == "P":
-        pal = np.asarray(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)
-        return bool((pal != pal[:, :1]).any())
-    return im.mode in _COLOUR_MODES
+def _check_npz(path: Path, key: str) -> None:
+    """Check an ``.npz`` before reading it: a zip archive holding ``key``, of a plain dtype, of
+    a size that fits in memory (read from the array's header, not by loading it)."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(
+            f"{path} is a .npy file (a single array), not an .npz archive; save it with "
+            f"numpy.savez(path, {key}=array)"
+        )
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not an .npz file (not a zip archive); give an .npz")
+    with zipfile.ZipFile(path) as z:
+        names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+        if key not in names:
+            keys = ", ".join(names) or "none"
+            raise DataError(f"{path} has no {key!r} array (keys: {keys}); save under {key!r}")
+        with z.open(f"{key}.npy") as f:
+            fmt = np.lib.format
+            v1 = fmt.read_magic(f) == (1, 0)
+            shape, _, dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(f)
+    if dtype.hasobject:
+        raise DataError(f"{path}: {key!r} holds Python objects; give numbers (float32 in [0, 1])")
+    need = math.prod(shape) * (dtype.itemsize + 4)  # the array and its float32 copy
+    free = available_bytes()
+    if free is not None and need > free:
+        raise DataError(
+            f"{path}: {key!r} is an array of shape {tuple(shape)} ({dtype}); reading it needs "
+            f"{format_bytes(need)} but {format_bytes(free)} is free; give fewer samples"
+        )
 
 
 def load_image(
@@ -276,26 +290,23 @@ def load_image(
         crop: Centre-crop to this side before resizing (CelebA: 140).
 
     Returns:
-        uint8 tensor (channels, H, W).
+        uint8 tensor (channels, H, W). 16-bit and float images are scaled by their range and
+        transparency is composited on white (see :func:`to_8bit`).
 
     Raises:
-        DataError: Unreadable file, naming it.
+        DataError: Unreadable or truncated file, a decompression bomb, or pixel values out of
+            range, naming the file.
     """
-    try:
-        with Image.open(path) as im:
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")
-            im = im.convert("RGB" if channels == 3 else "L")
-            w, h = im.size
-            side = min(crop or min(w, h), w, h)
-            if (crop or size is not None) and (side != w or side != h):
-                left, top = int(round((w - side) / 2.0)), int(round((h - side) / 2.0))
-                im = im.crop((left, top, left + side, top + side))
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.array(im, dtype=np.uint8)
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot decode image {path} ({e}); fix or remove the file") from None
+    with open_image(path) as im:  # decoding errors inside are reported naming the file
+        im = to_8bit(im, path).convert("RGB" if channels == 3 else "L")
+        w, h = im.size
+        side = min(crop or min(w, h), w, h)
+        if (crop or size is not None) and (side != w or side != h):
+            left, top = int(round((w - side) / 2.0)), int(round((h - side) / 2.0))
+            im = im.crop((left, top, left + side, top + side))
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.array(im, dtype=np.uint8)
     t = torch.from_numpy(arr)
     return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
 
@@ -316,7 +327,7 @@ def to_image_tensor(x: Any, *, what: str = "image") -> torch.Tensor:
         DataError: Unsupported type or a shape that is not image-like.
     """
     if isinstance(x, Image.Image):
-        x = np.asarray(x.convert("RGB" if is_colour(x) else "L"))
+        x = np.asarray(to_8bit(x, what))
     if isinstance(x, np.ndarray):
         if x.ndim == 3 and x.shape[-1] in (1, 3, 4) and x.shape[0] not in (1, 3, 4):
             x = x.transpose(2, 0, 1)
@@ -374,26 +385,22 @@ def scan_image_folder(
     sizes: dict[tuple[int, int], Path] = {}
     colour = False
     for path in files:
-        try:
-            with Image.open(path) as im:
-                sizes.setdefault(im.size, path)
-                colour = colour or (channels is None and is_colour(im))
-        except _READ_ERRORS as e:
-            raise DataError(
-                f"cannot read image {path} ({type(e).__name__}); fix or remove the file"
-            ) from None
+        with open_image(path) as im:
+            sizes.setdefault(im.size, path)
+            colour = colour or (channels is None and is_colour(im))
     if image_size is None:
         if len(sizes) > 1:
             (s1, f1), (s2, f2) = list(sizes.items())[:2]
             raise DataError(
                 f"images in {folder} differ in size: {f1} is {s1[0]}x{s1[1]}, {f2} is "
-                f"{s2[0]}x{s2[1]}; pass image_size (--set data.image_size=N) to resize them"
+                f"{s2[0]}x{s2[1]}; give an image size to resize them (ncsn train --set "
+                "data.image_size=N)"
             )
         (w, h), f1 = next(iter(sizes.items()))
         if w != h:
             raise DataError(
                 f"images in {folder} are {w}x{h}, not square (e.g. {f1}); pass "
-                "image_size (--set data.image_size=N) to crop and resize them"
+                "an image size to crop and resize them (ncsn train --set data.image_size=N)"
             )
         image_size = w
     return files, labels, classes, channels or (3 if colour else 1), int(image_size)

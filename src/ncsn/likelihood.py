@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, rand
-from ncsn.sampling.common import ScoreFn, sigma_batch
+from ncsn.sampling.common import ScoreFn
 
 __all__ = ["log_likelihood", "probability_flow_log_likelihood", "FlowLikelihood"]
 
@@ -81,7 +82,7 @@ def probability_flow_log_likelihood(
         state = torch.from_numpy(y[: batch * size]).to(x).reshape(shape)
         with torch.enable_grad():
             state.requires_grad_(True)
-            score = score_fn(state, sigma_batch(sigma, state))
+            score = score_fn(state, as_sigma_batch(sigma, state))
             div = _divergence(score, state, probe)
         count[0] += 1
         drift = (-(sigma**2) * score).detach().flatten().double().cpu().numpy()

@@ -13,10 +13,8 @@ from typing import NamedTuple
 
 import torch
 
-from ncsn.models.sigma import nearest_level
+from ncsn.models.sigma import ScoreFn, as_sigma_batch, nearest_level
 from ncsn.rng import randint, randn
-
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 __all__ = [
     "AnnealedLoss",
@@ -47,11 +45,6 @@ class AnnealedLoss(NamedTuple):
 
 def _flat_sum(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1).sum(dim=1)
-
-
-def _as_batch_sigma(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    return s.expand(x.shape[0]) if s.ndim == 0 else s
 
 
 def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -93,12 +86,17 @@ def dsm_loss(
     Returns:
         Scalar loss (mean over the batch).
     """
-    sigma_b = _as_batch_sigma(sigma, x)
-    z = randn(x.shape, x, generator)
+    sigma_b = as_sigma_batch(sigma, x)
+    return _dsm_terms(score_fn, x, sigma_b, randn(x.shape, x, generator)).mean()
+
+
+def _dsm_terms(
+    score_fn: ScoreFn, x: torch.Tensor, sigma_b: torch.Tensor, z: torch.Tensor
+) -> torch.Tensor:
+    """Per-example ``1/2 ||s(x + sigma z, sigma) + z / sigma||^2`` (the DSM body, once)."""
     s = _bcast(sigma_b, x)
-    x_tilde = x + s * z
-    target = -z / s  # = -(x_tilde - x) / sigma^2
-    return 0.5 * _flat_sum((score_fn(x_tilde, sigma_b) - target) ** 2).mean()
+    target = -z / s  # the perturbation kernel's score -(x_tilde - x) / sigma^2
+    return 0.5 * _flat_sum((score_fn(x + s * z, sigma_b) - target) ** 2)
 
 
 def anneal_dsm_loss(
@@ -143,15 +141,9 @@ def anneal_dsm_loss(
         sigma_b = sigma.to(x)
         if levels is None:
             levels = nearest_level(sigma_b, sigmas)
-    # Step 1: perturb the data with the drawn level's noise.
-    z = noise
-    if z is None:
-        z = randn(x.shape, x, generator)
-    s = _bcast(sigma_b, x)
-    x_tilde = x + s * z
-    # Step 2: regress the score onto the perturbation kernel's score -(x_tilde - x)/sigma^2.
-    target = -z / s
-    per_example = 0.5 * _flat_sum((score_fn(x_tilde, sigma_b) - target) ** 2)
+    # Steps 1-2: perturb with the drawn level's noise, regress onto the kernel's score.
+    z = randn(x.shape, x, generator) if noise is None else noise
+    per_example = _dsm_terms(score_fn, x, sigma_b, z)
     # Step 3: weight by lambda(sigma) = sigma^power, average, and report per level.
     lam = sigma_b**power if weight is None else weight(sigma_b)
     return _per_level(per_example * lam, levels.to(x.device), len(sigmas))
@@ -168,11 +160,16 @@ def _projections(shape, n, dist, generator, like):
     return v
 
 
-def _sliced_terms(score_fn, x, sigma_b, n_projections, dist, variance_reduction, generator):
+def _sliced_terms(
+    score_fn, x, sigma_b, n_projections, dist, variance_reduction, generator, projections=None
+):
     """Per-example sliced score matching objective at fixed inputs (gradient wrt x needed)."""
     x = x.detach().requires_grad_(True)
     s = score_fn(x, sigma_b)
-    vs = _projections(x.shape, n_projections, dist, generator, x)
+    if projections is None:
+        vs = _projections(x.shape, n_projections, dist, generator, x)
+    else:
+        vs = projections.to(x)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for v in vs:
         sv = _flat_sum(s * v)
@@ -218,7 +215,7 @@ def sliced_score_matching_loss(
     Returns:
         Scalar loss; its expectation equals the exact score matching objective.
     """
-    sigma_b = _as_batch_sigma(sigma, x)
+    sigma_b = as_sigma_batch(sigma, x)
     terms = _sliced_terms(
         score_fn, x, sigma_b, n_projections, distribution, variance_reduction, generator
     )
@@ -236,6 +233,8 @@ def anneal_sliced_score_matching_loss(
     variance_reduction: bool = False,
     levels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    projections: torch.Tensor | None = None,
 ) -> AnnealedLoss:
     """Annealed sliced score matching: SSM on ``x + sigma_i z`` with ``s(., sigma_i)``.
 
@@ -252,15 +251,25 @@ def anneal_sliced_score_matching_loss(
         variance_reduction: Use the SSM-VR form.
         levels: Optional fixed level index per example.
         generator: Source of level, noise and projection draws.
+        noise: Optional fixed standard-normal perturbation, shape of ``x``.
+        projections: Optional fixed projections, shape ``(n_projections, *x.shape)`` (already
+            in the chosen distribution).
 
     Returns:
         :class:`AnnealedLoss`.
     """
     levels, sigma_b = _draw_levels(x, sigmas, levels, generator)
-    z = randn(x.shape, x, generator)
+    z = randn(x.shape, x, generator) if noise is None else noise
     x_tilde = x + _bcast(sigma_b, x) * z
     terms = _sliced_terms(
-        score_fn, x_tilde, sigma_b, n_projections, distribution, variance_reduction, generator
+        score_fn,
+        x_tilde,
+        sigma_b,
+        n_projections,
+        distribution,
+        variance_reduction,
+        generator,
+        projections,
     )
     return _per_level(terms * sigma_b**power, levels, len(sigmas))
 
@@ -280,7 +289,7 @@ def exact_score_matching_loss(
     Returns:
         Scalar loss, differentiable with respect to the score function's parameters.
     """
-    sigma_b = _as_batch_sigma(sigma, x)
+    sigma_b = as_sigma_batch(sigma, x)
     x = x.detach().requires_grad_(True)
     s = score_fn(x, sigma_b)
     flat_s = s.reshape(s.shape[0], -1)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ncsn.decode import open_image, to_8bit
 from ncsn.errors import ConfigError, DataError
 
 __all__ = ["MASK_SPECS", "make_mask"]
 
 MASK_SPECS = ("left-half", "right-half", "top-half", "bottom-half", "centre", "random")
-_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 
 def make_mask(
@@ -30,7 +30,7 @@ def make_mask(
             ``top-half``, ``bottom-half``, ``centre``/``center`` (central square of half the
             side occluded), ``random`` (each pixel observed with probability ``fraction``) or
             the path of a PNG (white = observed; converted to gray, resized with nearest
-            neighbour, thresholded at 0.5).
+            neighbour, thresholded at 0.5; transparent parts count as white).
         shape: Image shape (C, H, W) (or (H, W)).
         generator: Generator for ``random``.
         fraction: Observed probability for ``random``.
@@ -78,12 +78,9 @@ def make_mask(
 def _png_mask(path: Path, h: int, w: int) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"mask file {path} not found; give an existing PNG (white = observed)")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.Resampling.NEAREST)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot read mask file {path} ({type(e).__name__}); give a PNG") from None
+    with open_image(path, what="mask file") as im:  # bombs and damaged files: one line
+        im = to_8bit(im, path).convert("L")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.NEAREST)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
     return torch.from_numpy((arr >= 0.5).astype(np.float32)).unsqueeze(0)

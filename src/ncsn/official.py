@@ -11,7 +11,7 @@ objects, the checkpoint with ``torch.load(weights_only=True)``, every official k
 its place (:mod:`ncsn.official_format`), and every official option that would change what
 the network, the data or the sampler does must be one ncsn honours -- otherwise one line
 names the field. The translated config carries the official sigma schedule, ``step_lr`` as
-``sampling.eps = 2 * step_lr`` (``step_lr`` is eps/2 of the paper's Algorithm 1),
+``sampling.eps = 2 * step_lr`` (the step-size convention of :mod:`ncsn.schedules`),
 ``n_steps_each``, ``denoise``, the image shape, the width and the training options.
 """
 

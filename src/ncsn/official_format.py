@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from ncsn.errors import CheckpointError, ConfigError
+from ncsn.yamlio import BoundedSafeLoader
 
 __all__ = [
     "OfficialState",
@@ -43,8 +44,9 @@ MAX_CONFIG_BYTES = 1 << 20  # an official config.yml is about 2 KB
 _NAMESPACE_TAG = "tag:yaml.org,2002:python/object:argparse.Namespace"
 
 
-class _OfficialYamlLoader(yaml.SafeLoader):
-    """YAML's safe loader plus ``argparse.Namespace`` read as a mapping."""
+class _OfficialYamlLoader(BoundedSafeLoader):
+    """ncsn's bounded safe loader (no alias bombs, no duplicate keys) plus
+    ``argparse.Namespace`` read as a mapping."""
 
 
 def _namespace(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 PyTorch on the CPU allocates and frees large activation tensors at every step. glibc serves
 blocks above its mmap threshold with fresh ``mmap`` calls and returns them with ``munmap``, so
-every step page-faults its activations in again, and the kernel time can rival the compute
-(see ``benchmarks/bench_allocator.py``). :func:`tune_allocator` makes glibc keep freed memory
-in the heap for reuse instead. Set ``NCSN_NO_MALLOC_TUNING=1`` to leave glibc's defaults.
+every step page-faults its activations in again, and the kernel time can rival the compute.
+:func:`tune_allocator` makes glibc keep freed memory in the heap for reuse instead. Set
+``NCSN_NO_MALLOC_TUNING=1`` to leave glibc's defaults.
 """
 
 from __future__ import annotations

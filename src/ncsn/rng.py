@@ -68,3 +68,15 @@ def rand(
     return torch.rand(shape, generator=generator, dtype=dtype, device=generator.device).to(
         like.device
     )
+
+
+def image_generator(seed: int, index: int, stream: int = 0) -> torch.Generator:
+    """Image ``index``'s own CPU generator under ``seed``: ncsn's one per-image seeding.
+
+    Image k of seed S gets the same draws whatever the number of images and the batch size.
+    ``stream`` separates independent uses of the same image index: 0 sampling and
+    dequantisation, 1 likelihood probes, 2 held-out DSM noise.
+    """
+    # wrapped to 64 bits (torch's seed range), which changes nothing for seeds below ~1.8e13
+    seed64 = (stream * 2**40 + int(seed) * 1_000_003 + int(index)) % 2**64
+    return torch.Generator().manual_seed(seed64)

@@ -2,7 +2,8 @@
 
 Everything here is a plain function returning a tensor or a number (the k-diffusion style).
 
-Step-size convention (used throughout ``ncsn``): the paper's Algorithm 1 writes one Langevin
+Step-size convention (the one statement of it; :data:`STEP_CONVENTION` is its short form, and
+every other place refers here): the paper's Algorithm 1 writes one Langevin
 step as ``x <- x + (alpha/2) * s(x, sigma) + sqrt(alpha) * z`` with
 ``alpha_i = eps * sigma_i**2 / sigma_L**2``. The official NCSN/NCSNv2 code writes the same step
 as ``x <- x + a * s + sqrt(2 a) * z`` with ``a = step_lr * sigma_i**2 / sigma_L**2``, so
@@ -18,7 +19,14 @@ import torch
 
 from ncsn.errors import ConfigError
 
+#: One line of the step-size convention above, for reports and option help.
+STEP_CONVENTION = (
+    "x + (alpha_i/2) s + sqrt(alpha_i) z, alpha_i = eps sigma_i^2/sigma_L^2 "
+    "(official step_lr = eps/2)"
+)
+
 __all__ = [
+    "STEP_CONVENTION",
     "geometric_sigmas",
     "sigma_max_from_data",
     "gamma_for_dimension",

@@ -9,18 +9,27 @@ from ncsn.rng import Generators, rand
 __all__ = ["random_hflip", "preprocess", "postprocess"]
 
 
-def random_hflip(x: torch.Tensor, *, generator: Generators = None, p: float = 0.5) -> torch.Tensor:
+def random_hflip(
+    x: torch.Tensor,
+    *,
+    generator: Generators = None,
+    p: float = 0.5,
+    uniform: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Flip each image of a batch left-right with probability ``p``.
 
     Args:
         x: Batch (B, C, H, W).
         generator: Optional generator.
         p: Flip probability.
+        uniform: Optional U[0, 1) draws of shape (B,) to use instead of drawing (image k is
+            flipped when ``uniform[k] < p``).
 
     Returns:
         The (new) batch.
     """
-    flip = (rand((x.shape[0],), x, generator) < p).view(-1, *([1] * (x.ndim - 1)))
+    u = rand((x.shape[0],), x, generator) if uniform is None else uniform.to(x.device)
+    flip = (u < p).view(-1, *([1] * (x.ndim - 1)))
     return torch.where(flip, x.flip(-1), x)
 
 
@@ -31,6 +40,7 @@ def preprocess(
     logit: bool,
     generator: Generators = None,
     lam: float = 1e-6,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Map a batch in [0, 1] to model space.
 
@@ -40,12 +50,15 @@ def preprocess(
         logit: Logit transform ``logit(lam + (1 - 2 lam) x)``.
         generator: Optional generator for the dequantisation noise.
         lam: Logit margin.
+        uniform: Optional U[0, 1) dequantisation draws (shape of ``x``) to use instead of
+            drawing.
 
     Returns:
         The transformed batch (``x`` unchanged when both flags are off).
     """
     if dequantize:
-        x = x * (255.0 / 256.0) + rand(x.shape, x, generator) / 256.0
+        u = rand(x.shape, x, generator) if uniform is None else uniform.to(x)
+        x = x * (255.0 / 256.0) + u / 256.0
     if logit:
         p = lam + (1.0 - 2.0 * lam) * x
         x = torch.log(p) - torch.log1p(-p)

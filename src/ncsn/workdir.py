@@ -235,12 +235,13 @@ def prepare_workdir(workdir: Path, cfg: Config, resume: bool | None, overwrite: 
         if resume:
             raise CheckpointError(
                 f"{workdir} holds a run whose config differs from the one given ({diff}); "
-                "resume it with its own config (--resume without --config) or start a new "
-                "--workdir"
+                "resume it with its own config (--resume without --config, and no --set of "
+                "these keys) or start a new --workdir"
             )
         raise NCSNError(
             f"{workdir} already holds a run with a different config ({diff}){missing}: "
-            "continue it with --resume and no --config, or choose another --workdir"
+            "continue it with --resume and no --config or --set of these keys, or choose "
+            "another --workdir"
         )
     if resume is False:
         raise NCSNError(
@@ -264,6 +265,11 @@ _RESUMABLE = {
     "training.tensorboard",
     "training.threads",
     "training.max_bad_steps",
+    # how a step is executed, not what it computes (same update up to rounding)
+    "training.accumulate",
+    "training.activation_checkpointing",
+    "training.compile",
+    "training.channels_last",
 }
 
 

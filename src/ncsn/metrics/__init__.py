@@ -13,7 +13,11 @@ Modules:
     domain: classifier-based dFID, dKID, dIS and class histograms.
     heldout: held-out annealed DSM loss with fixed noise.
     neighbours: streamed nearest-neighbour search and neighbour grids.
-    evaluate: the :func:`evaluate` entry point.
+    registry: the metric registry (:func:`register_metric`, :func:`metric_names`).
+    builtin: the shipped metrics, one registered function each.
+    context: what a metric function sees (inputs, shared passes, the protocol record).
+    nn_metric: the ``nn`` metric (nearest training images and the test yardstick).
+    evaluate: the :func:`evaluate` entry point (checks what metrics need, calls them).
 """
 
 from ncsn.metrics.classifier import (
@@ -33,6 +37,7 @@ from ncsn.metrics.fid import (
 from ncsn.metrics.heldout import heldout_dsm_loss
 from ncsn.metrics.inception import InceptionExtractor
 from ncsn.metrics.neighbours import nearest_neighbours, save_neighbour_grid
+from ncsn.metrics.registry import metric_names, register_metric
 
 __all__ = [
     "ALL_METRICS",
@@ -46,7 +51,9 @@ __all__ = [
     "inception_score",
     "kernel_inception_distance",
     "load_classifier",
+    "metric_names",
     "nearest_neighbours",
+    "register_metric",
     "save_classifier",
     "save_neighbour_grid",
     "train_classifier",

@@ -32,6 +32,7 @@ __all__ = [
     "classifier_outputs",
     "classifier_accuracy",
     "load_classifier",
+    "retrained_classifier_path",
     "save_classifier",
     "train_classifier",
 ]
@@ -340,6 +341,30 @@ def classifier_asset_path(name: str) -> Path:
     return Path(str(resources.files("ncsn") / "assets" / file))
 
 
+def retrained_classifier_path(name: str, *, create: bool = False) -> Path:
+    """Where ``ncsn eval --retrain-classifier NAME`` writes by default (never the package).
+
+    Args:
+        name: ``digits`` or ``mnist``.
+        create: Create the folder when missing.
+
+    Returns:
+        ``$NCSN_CACHE/classifiers/classifier_<name>.safetensors`` when the variable is set,
+        else the same under ``~/.cache/ncsn``.
+    """
+    base = os.environ.get("NCSN_CACHE")
+    folder = (Path(base).expanduser() if base else Path.home() / ".cache" / "ncsn") / "classifiers"
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(
+                f"cannot create the cache folder {folder} ({e.strerror}); set $NCSN_CACHE to a "
+                "writable folder or pass --classifier-out"
+            ) from None
+    return folder / f"classifier_{_check_name(name)}.safetensors"
+
+
 def load_classifier(
     name: str, *, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> DigitClassifier:
@@ -347,7 +372,9 @@ def load_classifier(
 
     Args:
         name: ``digits`` or ``mnist``.
-        path: A ``.safetensors`` file to load instead of the shipped one.
+        path: A ``.safetensors`` file to load instead of the shipped one. Without it, the
+            shipped file is used; only when that is missing, a retrained one at
+            :func:`retrained_classifier_path`.
         device: Device to put the model on.
 
     Returns:
@@ -362,8 +389,14 @@ def load_classifier(
     name = _check_name(name)
     file = Path(path) if path is not None else classifier_asset_path(name)
     hint = _RETRAIN_HINT.format(name=name)
+    if path is None and not file.is_file() and retrained_classifier_path(name).is_file():
+        file = retrained_classifier_path(name)  # the package's file is missing: use the rebuilt
+        log.warning("shipped classifier missing; using the retrained %s", file)
     if not file.is_file():
-        raise DataError(f"classifier weights {file} not found; rebuild them with: {hint}")
+        raise DataError(
+            f"classifier weights {file} not found; reinstall ncsn, or rebuild them with: {hint} "
+            "(used when the shipped file is missing)"
+        )
     try:
         with safe_open(str(file), framework="pt") as f:
             meta = f.metadata() or {}

@@ -23,31 +23,19 @@ variance lambda_k), so the comparison allows a small margin.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ncsn.errors import ShapeError
+from ncsn.models.sigma import ScoreFn
+from ncsn.rng import image_generator
 
 __all__ = ["heldout_dsm_loss", "image_noise", "unlearned_summary", "denoiser_table"]
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_MASK64 = (1 << 64) - 1
+
 UNLEARNED_MARGIN = 0.05
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def _image_seed(seed: int, index: int) -> int:
-    """A well-mixed 63-bit seed for image ``index`` under the global ``seed``."""
-    return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ int(index)) >> 1
 
 
 def image_noise(
@@ -64,11 +52,9 @@ def image_noise(
     Returns:
         float32 CPU tensor (len(indices), draws, *shape).
     """
-    gen = torch.Generator()
     out = torch.empty((len(indices), draws, *shape))
     for row, i in enumerate(indices):
-        gen.manual_seed(_image_seed(seed, i))
-        out[row] = torch.randn((draws, *shape), generator=gen)
+        out[row] = torch.randn((draws, *shape), generator=image_generator(seed, i, stream=2))
     return out
 
 

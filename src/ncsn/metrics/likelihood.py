@@ -21,20 +21,16 @@ import numpy as np
 import torch
 
 from ncsn.likelihood import probability_flow_log_likelihood
-from ncsn.sampling.common import ScoreFn
+from ncsn.models.sigma import ScoreFn
+from ncsn.rng import image_generator
 
 __all__ = ["dequantize", "bits_per_dim"]
-
-
-def _image_generator(seed: int, index: int, stream: int) -> torch.Generator:
-    """Image ``index``'s own generator: stream 0 dequantises, stream 1 draws the probes."""
-    return torch.Generator().manual_seed(stream * 2**40 + seed * 1_000_003 + index)
 
 
 def dequantize(images: torch.Tensor, seed: int = 0, start: int = 0) -> torch.Tensor:
     """Uniform dequantisation ``(255 x + u) / 256`` of images ``start``, ``start + 1``, ...:
     each image's noise comes from its own generator, so the result ignores the batching."""
-    gens = [_image_generator(seed, start + k, 0) for k in range(images.shape[0])]
+    gens = [image_generator(seed, start + k, 0) for k in range(images.shape[0])]
     u = torch.stack([torch.rand(images.shape[1:], generator=g) for g in gens])
     return images * (255.0 / 256.0) + u.to(images) / 256.0
 
@@ -94,7 +90,7 @@ def bits_per_dim(
     for start in tqdm(range(0, n, batch_size), desc="bpd", disable=not progress):
         y = dequantize(images[start : start + batch_size].float(), seed, start)
         z, logdet = _to_model_space(y, logit, lam)
-        gens = [_image_generator(seed, start + k, 1) for k in range(len(z))]
+        gens = [image_generator(seed, start + k, 1) for k in range(len(z))]
         res = probability_flow_log_likelihood(
             shifted,
             (z - offset).to(device),

@@ -90,6 +90,12 @@ def _npz_member(path: Path, key: str) -> tuple[zipfile.ZipFile, str]:
     if not path.is_file():
         raise DataError(f"samples file {path} not found; give an .npz with a '{key}' array")
     try:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise DataError(
+                    f"{path} is a .npy file (a single array), not an .npz archive; save it with "
+                    f"numpy.savez(path, {key}=array)"
+                )
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path} ({e}); give an .npz written by ncsn") from None

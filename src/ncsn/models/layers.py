@@ -8,10 +8,11 @@ chained residual pooling (CRP) and refine block. Where the official code differs
 paper's text, these blocks follow the code (see :class:`CondInstanceNorm2dPlus` and
 :class:`CRPBlock`), so that the official checkpoints load into them exactly.
 
-Every normalisation layer has the signature ``norm(x, y)`` where ``y`` is the batch of
-noise-level indices (``LongTensor`` of shape ``(B,)``) for the conditional layer and is
-ignored by the unconditional one, so the same block classes build both networks. A
-``NormFactory`` is any callable ``num_features -> nn.Module`` with that signature. The
+Every normalisation layer has the signature ``norm(x, y, act=False)`` where ``y`` is the batch
+of noise-level indices (``LongTensor`` of shape ``(B,)``) for the conditional layer and is
+ignored by the unconditional one, so the same block classes build both networks; ``act=True``
+applies the ELU in the same fused step (:mod:`ncsn.models.fused`). A ``NormFactory`` is any
+callable ``num_features -> nn.Module`` with that signature. The
 RefineNet blocks also accept ``norm=None``: NCSNv2's refine blocks have no normalisation.
 
 The sigma helpers every model uses (schedule validation, broadcasting ``sigma``) live in
@@ -25,10 +26,10 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
+from ncsn.models.fused import instance_norm_plus, mean_pool2
 from ncsn.models.refine_blocks import CRPBlock, MSFBlock, NormFactory, RCUBlock, RefineBlock
 from ncsn.models.sigma import (
     SigmaLike,
@@ -90,21 +91,6 @@ class SinusoidalEmbedding(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
-def _instance_stats(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Return ``(x_hat, mu_tilde)``: the instance-normalised input and the normalised means.
-
-    ``x_hat = (x_k - mu_k) / sqrt(s_k^2 + eps)`` with the spatial mean ``mu_k`` and (biased)
-    variance ``s_k^2`` of channel ``k``; ``mu_tilde[b, k] = (mu_k - m) / sqrt(v^2 + eps)``
-    where ``m`` and ``v^2`` are the mean and the *unbiased* (``C - 1``) variance of the
-    ``mu_k`` over channels, as in the official code (``torch.var``).
-    """
-    var, mu = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-    x_hat = (x - mu) / torch.sqrt(var + eps)
-    m_var, m_mean = torch.var_mean(mu, dim=1, keepdim=True, correction=1)
-    mu_tilde = (mu - m_mean) / torch.sqrt(m_var + eps)
-    return x_hat, mu_tilde
-
-
 class CondInstanceNorm2dPlus(nn.Module):
     """Conditional instance normalisation++ (Song & Ermon 2019, Appendix A).
 
@@ -132,17 +118,17 @@ class CondInstanceNorm2dPlus(nn.Module):
             if bias:
                 self.embed.weight[:, 2 * num_features :].zero_()
 
-    def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
-        """Normalise ``x`` (B, C, H, W) with the parameters of levels ``y`` (B,)."""
+    def forward(self, x: Tensor, y: Tensor | None, act: bool = False) -> Tensor:
+        """Normalise ``x`` (B, C, H, W) with the parameters of levels ``y`` (B,); ``act``
+        applies the ELU to the result (one fused step, see :mod:`ncsn.models.fused`)."""
         if y is None:
             raise ValueError("CondInstanceNorm2dPlus needs the noise-level indices y")
-        x_hat, mu_tilde = _instance_stats(x, self.eps)
-        params = self.embed(y).to(x.dtype)[:, :, None, None]
+        params = self.embed(y)
         c = self.num_features
-        out = params[:, :c] * (x_hat + params[:, c : 2 * c] * mu_tilde)
-        if self.bias:
-            out = out + params[:, 2 * c :]
-        return out
+        beta = params[:, 2 * c :] if self.bias else None
+        return instance_norm_plus(
+            x, params[:, :c], params[:, c : 2 * c], beta, eps=self.eps, act=act
+        )
 
 
 class InstanceNorm2dPlus(nn.Module):
@@ -165,15 +151,10 @@ class InstanceNorm2dPlus(nn.Module):
         self.alpha = nn.Parameter(torch.empty(num_features).normal_(1.0, 0.02))
         self.beta = nn.Parameter(torch.zeros(num_features)) if bias else None
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Normalise ``x`` (B, C, H, W); ``y`` is accepted for interface parity and ignored."""
-        x_hat, mu_tilde = _instance_stats(x, self.eps)
-        gamma = self.gamma.to(x.dtype)[None, :, None, None]
-        alpha = self.alpha.to(x.dtype)[None, :, None, None]
-        out = gamma * (x_hat + alpha * mu_tilde)
-        if self.beta is not None:
-            out = out + self.beta.to(x.dtype)[None, :, None, None]
-        return out
+    def forward(self, x: Tensor, y: Tensor | None = None, act: bool = False) -> Tensor:
+        """Normalise ``x`` (B, C, H, W); ``y`` is accepted for interface parity and ignored;
+        ``act`` applies the ELU to the result."""
+        return instance_norm_plus(x, self.gamma, self.alpha, self.beta, eps=self.eps, act=act)
 
 
 # --------------------------------------------------------------------------------------
@@ -193,7 +174,7 @@ class _ConvMeanPool(nn.Module):
         self.conv = nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(self.conv(x), 2)
+        return mean_pool2(self.conv(x))
 
 
 class ResidualBlock(nn.Module):
@@ -251,7 +232,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Apply the block; ``y`` are the level indices for conditional norms."""
-        h = self.conv1(F.elu(self.norm1(x, y)))
-        h = self.conv2(F.elu(self.norm2(h, y)))
+        h = self.conv1(self.norm1(x, y, act=True))
+        h = self.conv2(self.norm2(h, y, act=True))
         skip = x if self.shortcut is None else self.shortcut(x)
-        return skip + h
+        return h.add_(skip)  # h is a fresh convolution output that nothing keeps

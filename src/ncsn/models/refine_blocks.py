@@ -10,7 +10,10 @@ The blocks compute what the official networks compute (ermongroup/ncsn
 - both resize with bilinear interpolation, ``align_corners=True``, in the fusion block.
 
 A ``NormFactory`` is a callable ``num_features -> nn.Module`` whose module is called as
-``norm(x, y)`` (``y``: the noise-level indices, ignored by unconditional norms).
+``norm(x, y)`` (``y``: the noise-level indices, ignored by unconditional norms), or as
+``norm(x, y, act=True)`` for the normalisation followed by the ELU in one fused step. The
+ELU and the average pool come from :mod:`ncsn.models.fused` (same numbers, less time and
+memory than the plain PyTorch layers).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
+from ncsn.models.fused import avg_pool5, elu, max_pool5
 
 __all__ = ["NormFactory", "RCUBlock", "MSFBlock", "CRPBlock", "RefineBlock"]
 
@@ -38,6 +42,11 @@ def _norms(norm: NormFactory | None, channels: Sequence[int]) -> nn.ModuleList |
 
 def _apply(norms: nn.ModuleList | None, k: int, x: Tensor, y: Tensor | None) -> Tensor:
     return x if norms is None else norms[k](x, y)
+
+
+def _apply_elu(norms: nn.ModuleList | None, k: int, x: Tensor, y: Tensor | None) -> Tensor:
+    """``elu(norm_k(x))`` as one fused step (``elu(x)`` without norms)."""
+    return elu(x) if norms is None else norms[k](x, y, act=True)
 
 
 class RCUBlock(nn.Module):
@@ -65,9 +74,9 @@ class RCUBlock(nn.Module):
         for _ in range(self.n_blocks):
             residual = x
             for _ in range(self.n_stages):
-                x = self.convs[k](F.elu(_apply(self.norms, k, x, y)))
+                x = self.convs[k](_apply_elu(self.norms, k, x, y))
                 k += 1
-            x = x + residual
+            x = x.add_(residual)  # x is a fresh convolution output that nothing keeps
         return x
 
 
@@ -95,7 +104,7 @@ class MSFBlock(nn.Module):
             h = conv(_apply(self.norms, k, x, y))
             if tuple(h.shape[-2:]) != tuple(output_size):  # same size: the identity
                 h = F.interpolate(h, size=output_size, mode="bilinear", align_corners=True)
-            out = h if out is None else out + h
+            out = h if out is None else out.add_(h)  # fresh conv / resize outputs
         assert out is not None
         return out
 
@@ -133,11 +142,12 @@ class CRPBlock(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Apply the pooling chain."""
-        x = F.elu(x)
+        x = elu(x)
         path = x
         for k, conv in enumerate(self.convs):
-            path = conv(self.pool(_apply(self.norms, k, path, y)))
-            x = x + path
+            h = _apply(self.norms, k, path, y)
+            path = conv(avg_pool5(h) if isinstance(self.pool, nn.AvgPool2d) else max_pool5(h))
+            x = x + path if k == 0 else x.add_(path)  # the ELU output is kept for backward
         return x
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
@@ -81,7 +81,9 @@ class _RefineNetBackbone(nn.Module):
     """Residual encoder + RefineNet decoder shared by NCSN and NCSNv2.
 
     ``norm`` normalises the residual blocks and the output; ``refine_norm`` (``None``: no
-    normalisation) the refine blocks, whose CRP blocks pool with ``pool``.
+    normalisation) the refine blocks, whose CRP blocks pool with ``pool``. With
+    ``channels_last`` the activations are kept in the channels-last memory format (faster
+    convolutions and pooling on CPUs; the output is returned contiguous).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class _RefineNetBackbone(nn.Module):
         refine_norm: NormFactory | None,
         pool: Literal["max", "avg"],
         rescale_input: bool,
+        channels_last: bool,
     ):
         super().__init__()
         self.begin = nn.Conv2d(channels, ngf, 3, padding=1)
@@ -121,9 +124,26 @@ class _RefineNetBackbone(nn.Module):
         self.end_norm = norm(ngf)
         self.end = nn.Conv2d(ngf, channels, 3, padding=1)
         self.rescale_input = rescale_input
+        self.channels_last = channels_last
+        if channels_last:  # weights too: spares a layout copy of every weight at every call
+            self.to(memory_format=torch.channels_last)
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """The blocks that activation checkpointing recomputes (the hook of
+        :func:`ncsn.acceleration.checkpoint_blocks`): each residual block and each part of
+        the refine blocks (every RCU, the fusion, the pooling chain), finer than whole
+        refine blocks, so that the largest recomputed part stays small."""
+        blocks: list[nn.Module] = [b for pair in self.res for b in pair]
+        for r in self.refine:
+            blocks += [*r.adapt, *([r.msf] if r.msf is not None else []), r.crp, r.output]
+        return blocks
 
     def forward(self, x: Tensor, y: Tensor | None) -> Tensor:
-        h = self.begin(2 * x - 1 if self.rescale_input else x)
+        if self.rescale_input:
+            x = 2 * x - 1
+        h = self.begin(x)
+        if self.channels_last:  # after the conv: a 1-channel input is NCHW and NHWC at once
+            h = h.contiguous(memory_format=torch.channels_last)
         feats = []
         for first, second in self.res:
             h = second(first(h, y), y)
@@ -131,7 +151,7 @@ class _RefineNetBackbone(nn.Module):
         h = self.refine[0]([feats[-1]], y)
         for k in range(1, len(self.refine)):
             h = self.refine[k]([feats[-1 - k], h], y)
-        return self.end(F.elu(self.end_norm(h, y)))
+        return self.end(self.end_norm(h, y, act=True)).contiguous()
 
 
 class NCSN(nn.Module):
@@ -151,6 +171,8 @@ class NCSN(nn.Module):
         ngf: Base width (64 for MNIST, 128 for CIFAR-10 in the paper).
         rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
             unless the data are logit-transformed).
+        channels_last: Keep the activations and convolution weights channels-last (same
+            numbers, faster on CPUs; checkpoints store contiguous tensors either way).
     """
 
     discrete_sigmas = True  # knows only its L levels: samplers use only those
@@ -162,6 +184,7 @@ class NCSN(nn.Module):
         sigmas: Tensor | Sequence[float],
         ngf: int = 64,
         rescale_input: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
@@ -173,8 +196,12 @@ class NCSN(nn.Module):
             return CondInstanceNorm2dPlus(c, num_levels)
 
         self.net = _RefineNetBackbone(
-            channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input)
+            channels, ngf, _STAGES_32, norm, norm, "avg", bool(rescale_input), bool(channels_last)
         )
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """Blocks for ``training.activation_checkpointing`` (see the backbone's)."""
+        return self.net.checkpoint_blocks()
 
     def sigma_to_level(self, sigma: SigmaLike, x: Tensor) -> Tensor:
         """Nearest-level indices (log space) for ``sigma`` broadcast over the batch of ``x``.
@@ -225,6 +252,8 @@ class NCSNv2(nn.Module):
             as the official code does (CIFAR-10, CelebA 64x64: base; LSUN: deeper).
         rescale_input: Feed ``2x - 1`` to the first convolution (the official network does
             unless the data are logit-transformed or rescaled).
+        channels_last: Keep the activations and convolution weights channels-last (same
+            numbers, faster on CPUs; checkpoints store contiguous tensors either way).
     """
 
     def __init__(
@@ -236,6 +265,7 @@ class NCSNv2(nn.Module):
         norm_bias: bool = True,
         variant: str | None = None,
         rescale_input: bool = True,
+        channels_last: bool = True,
     ):
         super().__init__()
         _check_common(channels, image_size, ngf)
@@ -253,8 +283,19 @@ class NCSNv2(nn.Module):
             return InstanceNorm2dPlus(c, bias=norm_bias)
 
         self.net = _RefineNetBackbone(
-            channels, ngf, VARIANTS[variant], norm, None, "max", bool(rescale_input)
+            channels,
+            ngf,
+            VARIANTS[variant],
+            norm,
+            None,
+            "max",
+            bool(rescale_input),
+            bool(channels_last),
         )
+
+    def checkpoint_blocks(self) -> list[nn.Module]:
+        """Blocks for ``training.activation_checkpointing`` (see the backbone's)."""
+        return self.net.checkpoint_blocks()
 
     def forward(self, x: Tensor, sigma: SigmaLike) -> Tensor:
         """Estimate the score of the noise-perturbed data.

@@ -1,9 +1,9 @@
-"""Noise levels as the score networks see them: schedule validation, per-example sigma
-batches, nearest-level lookup, and the attributes every network registers."""
+"""Noise levels as the score networks see them: the score-function type, schedule validation,
+per-example sigma batches, nearest-level lookup, and the attributes every network registers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ncsn.errors import ConfigError
 
 __all__ = [
+    "ScoreFn",
     "SigmaLike",
     "as_sigma_batch",
     "check_positive_sigma",
@@ -20,6 +21,10 @@ __all__ = [
 ]
 
 SigmaLike = Tensor | float
+
+#: The one contract of a score network, loss and sampler argument: ``score_fn(x, sigma)`` with
+#: ``x`` of shape (B, ...) and ``sigma`` of shape (B,) returns the score, shaped like ``x``.
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def init_score_net(
@@ -59,7 +64,7 @@ def validate_sigmas(sigmas: Tensor | Sequence[float], *, allow_empty: bool = Fal
             strictly decreasing.
     """
     try:
-        s = torch.as_tensor(sigmas, dtype=torch.float32).detach().cpu().clone()
+        s = torch.as_tensor(sigmas, dtype=torch.float32, device="cpu").detach().clone()
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"sigmas must be a 1-D sequence of floats, got {sigmas!r}") from exc
     if s.dim() != 1:
@@ -93,7 +98,7 @@ def as_sigma_batch(sigma: SigmaLike, x: Tensor) -> Tensor:
     """
     batch = x.shape[0]
     if not isinstance(sigma, Tensor):
-        sigma = torch.tensor(float(sigma))
+        sigma = torch.tensor(float(sigma), dtype=x.dtype, device=x.device)  # no float32 detour
     sigma = sigma.to(device=x.device, dtype=x.dtype)
     if sigma.numel() == 1:
         return sigma.reshape(1).expand(batch)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, randn
-from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit, sigma_batch
+from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit
 from ncsn.sampling.registry import register_sampler
 
 __all__ = ["consistent_annealed_sampling", "ancestral_sampling"]
@@ -59,7 +60,7 @@ def consistent_annealed_sampling(
             f"eta={eta} is too small for level ratio {worst:.3f}: need eta >= {1 - 1 / worst:.4f}"
         )
     for i, sigma in enumerate(levels):
-        score = score_fn(x, sigma_batch(sigma, x))
+        score = score_fn(x, as_sigma_batch(sigma, x))
         x = x + eta * sigma**2 * score  # move towards the denoised estimate
         if i + 1 < len(levels):
             nxt = levels[i + 1]
@@ -67,7 +68,7 @@ def consistent_annealed_sampling(
             x = x + beta * nxt * randn(x.shape, x, generator)  # restore noise level sigma_{i+1}
         emit(callback, i, i, sigma, x, step_size=eta * sigma**2, score=score)
     if denoise:
-        x = x + levels[-1] ** 2 * score_fn(x, sigma_batch(levels[-1], x))
+        x = x + levels[-1] ** 2 * score_fn(x, as_sigma_batch(levels[-1], x))
     return x
 
 
@@ -121,7 +122,7 @@ def ancestral_sampling(
     levels = as_levels(sigmas)
     for i in range(len(levels) - 1):
         s2, n2 = levels[i] ** 2, levels[i + 1] ** 2
-        score = score_fn(x, sigma_batch(levels[i], x))
+        score = score_fn(x, as_sigma_batch(levels[i], x))
         if eta == 1.0:  # the posterior step, written as in the chain's formula
             step, up = s2 - n2, (n2 * (s2 - n2) / s2) ** 0.5
         else:
@@ -132,5 +133,5 @@ def ancestral_sampling(
             x = x + up * randn(x.shape, x, generator)  # posterior noise
         emit(callback, i, i, levels[i], x, step_size=step, score=score)
     if denoise:
-        x = x + levels[-1] ** 2 * score_fn(x, sigma_batch(levels[-1], x))
+        x = x + levels[-1] ** 2 * score_fn(x, as_sigma_batch(levels[-1], x))
     return x

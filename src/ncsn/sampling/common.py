@@ -1,4 +1,4 @@
-"""What every sampler shares: the score-function type, per-example sigma batches, the
+"""What every sampler shares: the noise-level list, the
 denoiser view of a score network and the callback.
 
 The denoiser view: a score network ``s(x, sigma)`` of data perturbed by N(0, sigma^2 I) gives
@@ -14,15 +14,11 @@ from typing import Any
 
 import torch
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from ncsn.models.sigma import ScoreFn, as_sigma_batch
+
 Callback = Callable[[dict[str, Any]], None]
 
-__all__ = ["ScoreFn", "Callback", "sigma_batch", "as_levels", "denoiser", "emit"]
-
-
-def sigma_batch(sigma: float, x: torch.Tensor) -> torch.Tensor:
-    """``sigma`` repeated once per example of ``x``: shape (B,), the dtype and device of x."""
-    return torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+__all__ = ["ScoreFn", "Callback", "as_levels", "denoiser", "emit"]
 
 
 def as_levels(sigmas: torch.Tensor | list[float]) -> list[float]:
@@ -35,7 +31,7 @@ def as_levels(sigmas: torch.Tensor | list[float]) -> list[float]:
 
 def denoiser(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Tweedie's denoiser ``D(x, sigma) = x + sigma^2 s(x, sigma)`` (one network evaluation)."""
-    return x + sigma**2 * score_fn(x, sigma_batch(sigma, x))
+    return x + sigma**2 * score_fn(x, as_sigma_batch(sigma, x))
 
 
 def emit(callback: Callback | None, step: int, level: int, sigma: float, x, **extra) -> None:

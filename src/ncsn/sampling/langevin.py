@@ -1,10 +1,8 @@
 """Langevin samplers of the paper: Langevin dynamics, annealed Langevin dynamics (Algorithm 1)
 and inpainting with it (Algorithm 2).
 
-Step-size convention: the paper's. One Langevin step at level i is
-``x <- x + (alpha_i/2) s(x, sigma_i) + sqrt(alpha_i) z`` with ``alpha_i = eps sigma_i^2/sigma_L^2``.
-The official NCSN code writes ``x + a s + sqrt(2a) z`` with ``a = step_lr sigma_i^2/sigma_L^2``:
-the same step with ``step_lr = eps/2``. Its published samples used ``step_lr = 2e-5``, i.e.
+Step sizes follow the paper's convention (:mod:`ncsn.schedules` states it once; the official
+``step_lr`` is ``eps/2``). The official code's published samples used ``step_lr = 2e-5``, i.e.
 ``eps = 4e-5`` here; the paper's text quotes ``eps = 2e-5``, the official ``step_lr``.
 
 Every random draw uses ``generator`` when given (a list: one generator per batch row), so the
@@ -16,8 +14,9 @@ from __future__ import annotations
 import torch
 
 from ncsn.errors import ShapeError
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, randn
-from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit, sigma_batch
+from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit
 from ncsn.sampling.registry import register_sampler
 
 __all__ = ["langevin_dynamics", "annealed_langevin_dynamics", "annealed_langevin_inpainting"]
@@ -52,7 +51,7 @@ def langevin_dynamics(
     Returns:
         The final state.
     """
-    sig = sigma_batch(sigma, x)
+    sig = as_sigma_batch(sigma, x)
     for t in range(int(n_steps)):
         score = score_fn(x, sig)
         x = x + 0.5 * step_size * score + step_size**0.5 * randn(x.shape, x, generator)
@@ -105,7 +104,7 @@ def annealed_langevin_dynamics(
     steps = int(n_steps_each)
     for i, sigma in enumerate(levels):  # line 2: for i <- 1 to L
         alpha = eps * sigma**2 / sigma_l**2  # line 3: alpha_i <- eps sigma_i^2 / sigma_L^2
-        sig = sigma_batch(sigma, x)
+        sig = as_sigma_batch(sigma, x)
         for t in range(steps):  # line 4: for t <- 1 to T
             z = randn(x.shape, x, generator)  # line 5: z_t ~ N(0, I)
             score = score_fn(x, sig)
@@ -113,7 +112,7 @@ def annealed_langevin_dynamics(
             emit(callback, i * steps + t, i, sigma, x, step_size=alpha, score=score)
         # line 8: x_0 <- x_T, the next level starts where this one ended
     if denoise:
-        x = x + sigma_l**2 * score_fn(x, sigma_batch(sigma_l, x))
+        x = x + sigma_l**2 * score_fn(x, as_sigma_batch(sigma_l, x))
     return x
 
 
@@ -177,7 +176,7 @@ def annealed_langevin_inpainting(
     for i, sigma in enumerate(levels):
         alpha = eps * sigma**2 / sigma_l**2  # alpha_i <- eps sigma_i^2 / sigma_L^2
         y_tilde = observed + sigma * randn(x.shape, x, generator)  # y~ <- y + sigma_i z~
-        sig = sigma_batch(sigma, x)
+        sig = as_sigma_batch(sigma, x)
         for t in range(steps):
             z = randn(x.shape, x, generator)  # z_t ~ N(0, I)
             score = score_fn(x, sig)

@@ -13,8 +13,9 @@ import math
 
 import torch
 
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, randn
-from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit, sigma_batch
+from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit
 from ncsn.sampling.registry import register_sampler
 
 __all__ = ["euler", "heun", "dpmpp_2m"]
@@ -31,7 +32,7 @@ _CHURN = {
 
 def _slope(score_fn: ScoreFn, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(dx/dsigma, D(x, sigma))``: the ODE's slope ``-sigma s`` and the denoiser."""
-    score = score_fn(x, sigma_batch(sigma, x))
+    score = score_fn(x, as_sigma_batch(sigma, x))
     return -sigma * score, x + sigma**2 * score
 
 

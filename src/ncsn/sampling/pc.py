@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from ncsn.models.sigma import as_sigma_batch
 from ncsn.rng import Generators, randn
-from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit, sigma_batch
+from ncsn.sampling.common import Callback, ScoreFn, as_levels, emit
 from ncsn.sampling.registry import register_sampler
 
 __all__ = ["predictor_corrector"]
@@ -69,7 +70,7 @@ def predictor_corrector(
     levels = as_levels(sigmas)
     tiny = torch.finfo(x.dtype).tiny
     for i, sigma in enumerate(levels):
-        sig = sigma_batch(sigma, x)
+        sig = as_sigma_batch(sigma, x)
         for _ in range(int(corrector_steps)):
             score = score_fn(x, sig)
             z = randn(x.shape, x, generator)

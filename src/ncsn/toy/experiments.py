@@ -16,9 +16,9 @@ free) and takes at most about two minutes; ``quick=True`` gives a seconds-long v
 
 Annealed Langevin settings (Figs. 2-3): sigma geometric from 20 to 1 over 10 levels and T = 100
 steps per level, as in the paper, with eps = 0.2 in the paper's step convention
-(``alpha_i = eps sigma_i^2/sigma_L^2``, see :mod:`ncsn.sampling`), i.e. ``step_lr = 0.1`` in
-the official code's convention. With eps = 0.1 the weight-0.2 mode comes out about 0.02 too heavy
-(measured with 20,000 samples): T = 100 steps do not quite finish moving mass between modes.
+(see :mod:`ncsn.schedules`), i.e. ``step_lr = 0.1`` in the official code's convention. With
+eps = 0.1 the weight-0.2 mode comes out about 0.02 too heavy (measured with 20,000 samples):
+T = 100 steps do not quite finish moving mass between modes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ncsn.losses import anneal_dsm_loss, sliced_score_matching_loss
 from ncsn.sampling import annealed_langevin_dynamics, langevin_dynamics
+from ncsn.schedules import STEP_CONVENTION
 from ncsn.toy._common import (
     BOX,
     _finish,
@@ -136,7 +137,7 @@ def run_fig3(
             **{"init": f"uniform [-{BOX:g}, {BOX:g}]^2", "langevin_steps": n_plain},
             **{"langevin_step_size": LANGEVIN_STEP, "n_steps_each": ALD_T, "eps": ALD_EPS},
             "sigmas": sigmas.tolist(),
-            "step_convention": "x + alpha/2 s + sqrt(alpha) z, alpha_i = eps sigma_i^2/sigma_L^2",
+            "step_convention": STEP_CONVENTION,
         },
     }
     fig = Figure(figsize=(12, 4.4), layout="constrained")

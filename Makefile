@@ -27,13 +27,19 @@ demo: setup
 	$(BIN)/python benchmarks/check_digits.py --samples $(RUN)/samples.npz
 	@echo "demo done: $(RUN)/samples.png, $(RUN)/chain.gif, $(RUN)/inpainting.png"
 
+# Two pytest-xdist workers of one thread each (tests/conftest.py): both cores busy, and no
+# OpenMP threads waiting on each other when the machine is shared. One file per worker at a
+# time (--dist loadfile), so module fixtures are built once.
+PYTEST_N ?= 2
+PYTEST := $(BIN)/pytest -q -n $(PYTEST_N) --dist loadfile
+
 test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

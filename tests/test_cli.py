@@ -10,17 +10,11 @@ from PIL import Image
 
 from ncsn.api import load_checkpoint, sample
 from ncsn.cli import main
-from ncsn.training import train
-
-from test_training import tiny_config
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    cfg = tiny_config("training.n_iters=10", "sampling.n_steps_each=2")
-    train(cfg, workdir, progress=False, log=lambda m: None)
-    return workdir
+@pytest.fixture
+def run(tiny_run):
+    return tiny_run
 
 
 def _one_line_error(capsys, argv, match, code=2):
@@ -170,7 +164,21 @@ def test_inpaint_via_cli_keeps_observed_half(run, tmp_path, capsys):
     )
     assert rc == 0, capsys.readouterr().err
     img = np.asarray(Image.open(out).convert("L"), dtype=np.float32)
-    assert img.shape[1] > img.shape[0]  # 2 rows of 5 tiles
+    # 2 rows of 5 tiles (occluded, 3 completions, original), 8x8 pixels with a padding of 2,
+    # upscaled by an integer factor
+    scale = img.shape[1] // (5 * 10 + 2)
+    assert img.shape == (scale * (2 * 10 + 2), scale * (5 * 10 + 2))
+    grid = img[::scale, ::scale]
+    tiles = [
+        [grid[2 + 10 * r : 10 + 10 * r, 2 + 10 * c : 10 + 10 * c] for c in range(5)] for r in (0, 1)
+    ]
+    for row in tiles:
+        original = row[4]
+        assert np.array_equal(row[0][:, :4], original[:, :4])  # the observed left half
+        assert np.all(np.abs(row[0][:, 4:] - 127.5) <= 0.5)  # the occluded half is grey
+        for completion in row[1:4]:
+            assert np.abs(completion[:, :4] - original[:, :4]).max() <= 1  # kept (rounding)
+            assert not np.array_equal(completion[:, 4:], original[:, 4:])
 
 
 def test_inpaint_rejects_bad_mask(capsys, run, tmp_path):

@@ -22,29 +22,13 @@ import pytest
 import torch
 
 from ncsn.checkpoint import find_checkpoint, read_checkpoint
-from ncsn.config import apply_overrides, load_config, save_config
+from ncsn.config import save_config
 from ncsn.train_state import Batches
 from ncsn.training import train
 
-MLP = [
-    "model.name=mlp",
-    "model.options={hidden: 32, depth: 2}",
-    "training.batch_size=32",
-    "training.lr=0.002",
-    "training.warmup=5",
-    "training.grad_clip=1.0",
-    "training.ema_rate=0.9",
-    "training.log_every=1",
-    "training.eval_every=0",
-    "training.sample_every=0",
-    "training.checkpoint_every=100000",
-    "training.tensorboard=false",
-]
+from helpers import ddp_mlp_config
+
 MIN_STEPS = 20
-
-
-def mlp_config(*more):
-    return apply_overrides(load_config("digits"), [*MLP, *more])
 
 
 def _losses(workdir):
@@ -60,7 +44,7 @@ def _train(cfg, workdir, **kw):
 def two_process_run(tmp_path_factory):
     """A 2-process torchrun run stopped by SIGTERM after at least 20 steps."""
     tmp = tmp_path_factory.mktemp("ddp")
-    cfg_path = save_config(mlp_config("training.n_iters=100000"), tmp / "cfg.yaml")
+    cfg_path = save_config(ddp_mlp_config("training.n_iters=100000"), tmp / "cfg.yaml")
     run = tmp / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -84,14 +68,14 @@ def test_two_processes_reach_the_parameters_of_one(two_process_run):
     k = state["step"]
     assert k >= MIN_STEPS
     # the same micro-batches in one process (accumulate=2): bit-identical, losses and weights
-    one = _train(mlp_config(f"training.n_iters={k}", "training.accumulate=2"), tmp / "acc2")
+    one = _train(ddp_mlp_config(f"training.n_iters={k}", "training.accumulate=2"), tmp / "acc2")
     ref = read_checkpoint(one.checkpoint)
     assert _losses(tmp / "acc2") == _losses(run)
     for part in ("model", "ema"):
         for name, v in state[part].items():
             assert torch.equal(v, ref[part][name]), (part, name)
     # the whole batch of 32 in one process: equal up to the order of sums in the backward pass
-    _train(mlp_config(f"training.n_iters={k}"), tmp / "acc1")
+    _train(ddp_mlp_config(f"training.n_iters={k}"), tmp / "acc1")
     whole = read_checkpoint(find_checkpoint(tmp / "acc1"))
     for name, v in state["model"].items():
         torch.testing.assert_close(v, whole["model"][name], rtol=0, atol=1e-6)
@@ -105,10 +89,10 @@ def test_sigterm_on_two_processes_then_resume_on_one_is_exact(two_process_run):
     assert _losses(run)[-1] is not None and len(_losses(run)) == k  # rank 0 logged every step
     # resume the 2-process checkpoint in one process and go 10 steps further ...
     more = [f"training.n_iters={k + 10}", "training.accumulate=2"]
-    res = _train(mlp_config(*more), run, resume=True)
+    res = _train(ddp_mlp_config(*more), run, resume=True)
     assert res.step == k + 10
     # ... exactly as a one-process run that never stopped
-    _train(mlp_config(*more), tmp / "straight")
+    _train(ddp_mlp_config(*more), tmp / "straight")
     assert _losses(run) == _losses(tmp / "straight")
     a, b = read_checkpoint(res.checkpoint), read_checkpoint(find_checkpoint(tmp / "straight"))
     for part in ("model", "ema"):
@@ -136,7 +120,7 @@ def test_ranks_read_disjoint_slices_of_the_same_global_batch():
 def test_batch_that_does_not_split_is_refused_in_one_line(tmp_path, capsys):
     from ncsn.cli import main
 
-    cfg = save_config(mlp_config("training.n_iters=2"), tmp_path / "cfg.yaml")
+    cfg = save_config(ddp_mlp_config("training.n_iters=2"), tmp_path / "cfg.yaml")
     argv = ["train", "--config", str(cfg), "--workdir", str(tmp_path / "run"), "--device", "cpu"]
     assert main([*argv, "--set", "training.accumulate=3"]) == 2
     err = capsys.readouterr().err.strip()

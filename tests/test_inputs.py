@@ -34,7 +34,7 @@ from ncsn.errors import CheckpointError, ConfigError, DataError
 from ncsn.imaging import load_image, load_npz, make_mask
 from ncsn.yamlio import MAX_SIZE, load_yaml
 
-from test_training import tiny_config
+from helpers import tiny_config
 
 
 def _one_line(capsys, argv, match="", code=2):

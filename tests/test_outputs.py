@@ -11,7 +11,8 @@ from ncsn.checkpoint import find_checkpoint
 from ncsn.cli import main
 from ncsn.imaging import save_npz
 from ncsn.training import train
-from test_workdir import mlp_config
+
+from helpers import mlp_config
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from ncsn.losses import anneal_dsm_loss
 from ncsn.models import create_model
 from ncsn.training import train
 
-from test_distributed import mlp_config
-from test_training import tiny_config
+from helpers import ddp_mlp_config, tiny_config
 
 OLD_RUN = Path(__file__).parent / "data" / "run_v1"
 
@@ -56,9 +55,9 @@ def test_accumulation_gives_the_update_of_one_batch(tmp_path, monkeypatch):
     calls = []
     real = torch.nn.Linear.forward
     monkeypatch.setattr(torch.nn.Linear, "forward", lambda m, x: calls.append(len(x)) or real(m, x))
-    _run(mlp_config("training.n_iters=10", "training.accumulate=4"), tmp_path / "k4")
+    _run(ddp_mlp_config("training.n_iters=10", "training.accumulate=4"), tmp_path / "k4")
     assert set(calls) == {8}  # only micro-batches of 32 / 4
-    _run(mlp_config("training.n_iters=10"), tmp_path / "k1")
+    _run(ddp_mlp_config("training.n_iters=10"), tmp_path / "k1")
     # the same examples and draws: equal up to the order of sums (tolerance: float32 rounding)
     torch.testing.assert_close(
         _losses(tmp_path / "k4"), _losses(tmp_path / "k1"), rtol=1e-6, atol=0
@@ -70,13 +69,13 @@ def test_accumulation_gives_the_update_of_one_batch(tmp_path, monkeypatch):
 
 def test_bf16_loss_follows_fp32_over_200_steps(tmp_path, monkeypatch):
     base = ["training.n_iters=200", "model.options={hidden: 128, depth: 2}"]
-    _run(mlp_config(*base), tmp_path / "fp32")
+    _run(ddp_mlp_config(*base), tmp_path / "fp32")
     dtypes = set()
     real = torch.nn.Linear.forward
     monkeypatch.setattr(
         torch.nn.Linear, "forward", lambda m, x: dtypes.add((y := real(m, x)).dtype) or y
     )
-    _run(mlp_config(*base, "training.precision=bf16"), tmp_path / "bf16")
+    _run(ddp_mlp_config(*base, "training.precision=bf16"), tmp_path / "bf16")
     assert dtypes == {torch.bfloat16}  # the network really ran in bf16
     a = torch.tensor(_losses(tmp_path / "fp32"), dtype=torch.float64)
     b = torch.tensor(_losses(tmp_path / "bf16"), dtype=torch.float64)
@@ -147,7 +146,7 @@ def test_training_with_checkpointing_and_channels_last(tmp_path):
 
 def test_compile_runs_the_compiled_network_or_falls_back_with_one_warning(tmp_path, monkeypatch):
     base = ["training.n_iters=3"]
-    _run(mlp_config(*base), tmp_path / "eager")
+    _run(ddp_mlp_config(*base), tmp_path / "eager")
     # a working compiler (dynamo with its eager backend: the inductor's C++ build takes minutes)
     compiled = []
     real = torch.compile
@@ -159,7 +158,7 @@ def test_compile_runs_the_compiled_network_or_falls_back_with_one_warning(tmp_pa
     monkeypatch.setattr(torch, "compile", dynamo)
     lines = []
     train(
-        mlp_config(*base, "training.compile=true"),
+        ddp_mlp_config(*base, "training.compile=true"),
         tmp_path / "ok",
         progress=False,
         log=lines.append,
@@ -174,7 +173,7 @@ def test_compile_runs_the_compiled_network_or_falls_back_with_one_warning(tmp_pa
     monkeypatch.setattr(torch, "compile", lambda net: Broken())
     lines = []
     train(
-        mlp_config(*base, "training.compile=true"),
+        ddp_mlp_config(*base, "training.compile=true"),
         tmp_path / "fb",
         progress=False,
         log=lines.append,
@@ -188,14 +187,14 @@ def test_compile_runs_the_compiled_network_or_falls_back_with_one_warning(tmp_pa
 
 
 def test_options_can_change_when_resuming_but_precision_cannot(tmp_path):
-    cfg = mlp_config("training.n_iters=4")
+    cfg = ddp_mlp_config("training.n_iters=4")
     _run(cfg, tmp_path, max_steps=2)
     more = ["training.accumulate=2", "training.activation_checkpointing=true"]
-    assert _run(mlp_config("training.n_iters=4", *more), tmp_path).step == 4
+    assert _run(ddp_mlp_config("training.n_iters=4", *more), tmp_path).step == 4
     from ncsn.errors import NCSNError
 
     with pytest.raises(NCSNError, match="training.precision: 'fp32' in the run, 'bf16' now"):
-        _run(mlp_config("training.n_iters=6", "training.precision=bf16"), tmp_path)
+        _run(ddp_mlp_config("training.n_iters=6", "training.precision=bf16"), tmp_path)
 
 
 def test_cuda_branches_without_a_gpu(monkeypatch):
@@ -223,7 +222,7 @@ def test_cuda_branches_without_a_gpu(monkeypatch):
 
 
 def test_checkpoint_blocks_of_a_model_without_containers_and_a_model_hook():
-    mlp = build_model(mlp_config("data.channels=1", "data.image_size=8"))
+    mlp = build_model(ddp_mlp_config("data.channels=1", "data.image_size=8"))
     assert [type(b).__name__ for b in checkpoint_blocks(mlp)] == ["Sequential"]
     mlp.checkpoint_blocks = lambda: [mlp.net[0]]
     assert checkpoint_blocks(mlp) == [mlp.net[0]]

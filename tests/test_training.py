@@ -11,20 +11,7 @@ from ncsn.config import apply_overrides, load_config
 from ncsn.errors import CheckpointError, NCSNError
 from ncsn.training import train
 
-TINY = [
-    "model.options={ch: 8, ch_mult: [1, 2], num_res_blocks: 1}",
-    "training.batch_size=32",
-    "training.log_every=1",
-    "training.eval_every=0",
-    "training.sample_every=0",
-    "training.checkpoint_every=5",
-    "training.tensorboard=false",
-    "training.warmup=0",
-]
-
-
-def tiny_config(*more):
-    return apply_overrides(load_config("digits"), [*TINY, *more])
+from helpers import tiny_config
 
 
 def _losses(workdir):
@@ -87,11 +74,9 @@ def test_keeps_last_k_checkpoints_and_milestones(tmp_path):
     assert steps == [10, 20, 25, 30]
 
 
-def test_checkpoint_loads_with_identical_outputs_and_rejects_other_models(tmp_path):
-    cfg = tiny_config("training.n_iters=5")
-    train(cfg, tmp_path, progress=False, log=lambda m: None)
-    model, saved = load_checkpoint(tmp_path, ema=False)
-    st = read_checkpoint(find_checkpoint(tmp_path))
+def test_checkpoint_loads_with_identical_outputs_and_rejects_other_models(tiny_run):
+    model, saved = load_checkpoint(tiny_run, ema=False)
+    st = read_checkpoint(find_checkpoint(tiny_run))
     again = build_model(saved)
     again.load_state_dict(st["model"])
     x, s = torch.rand(4, 1, 8, 8), torch.full((4,), 0.3)
@@ -148,14 +133,12 @@ def test_unusable_workdir_and_full_disk_fail_before_training(tmp_path, monkeypat
     assert not list((tmp_path / "run").glob("checkpoints/*"))
 
 
-def test_checkpoint_with_other_noise_levels_is_refused(tmp_path):
-    cfg = tiny_config("training.n_iters=2")
-    train(cfg, tmp_path, progress=False, log=lambda m: None)
-    st = read_checkpoint(find_checkpoint(tmp_path))
+def test_checkpoint_with_other_noise_levels_is_refused(tiny_run):
+    st = read_checkpoint(find_checkpoint(tiny_run))
     from ncsn.api import check_state_dict
 
     other = build_model(
-        apply_overrides(load_config(tmp_path / "config.yaml"), ["model.sigma_max=2.0"])
+        apply_overrides(load_config(tiny_run / "config.yaml"), ["model.sigma_max=2.0"])
     )
     with pytest.raises(CheckpointError, match="other noise levels"):
         check_state_dict(other, st["model"], "ckpt")

@@ -14,23 +14,7 @@ from ncsn.lock import WorkdirBusy, WorkdirLock
 from ncsn.training import NonFiniteError, train
 from ncsn.workdir import MARKER, remove_run_files
 
-# a model of a few hundred weights: each run below takes well under a second
-MLP = [
-    "model.name=mlp",
-    "model.options={hidden: 16, depth: 1}",
-    "training.batch_size=16",
-    "training.log_every=1",
-    "training.eval_every=0",
-    "training.sample_every=0",
-    "training.checkpoint_every=2",
-    "training.tensorboard=false",
-    "training.warmup=0",
-    "data.val_size=0",
-]
-
-
-def mlp_config(*more):
-    return apply_overrides(load_config("digits"), [*MLP, *more])
+from helpers import mlp_config
 
 
 def quiet(cfg, workdir, **kw):

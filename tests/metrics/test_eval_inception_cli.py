@@ -12,8 +12,6 @@ import torch
 from ncsn.cli import main
 from ncsn.metrics import inception_weights as iw
 
-from test_training import tiny_config
-
 
 @pytest.fixture(scope="module")
 def wheel():
@@ -74,13 +72,9 @@ def test_errors_are_one_line_and_come_before_work(wheel, env, capsys, monkeypatc
     _one_line_error(capsys, [*base, "--data", "digits", "--metrics", "kid"], "not found")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from ncsn.training import train
-
-    workdir = tmp_path_factory.mktemp("run")
-    train(tiny_config("training.n_iters=5"), workdir, progress=False, log=lambda m: None)
-    return workdir
+@pytest.fixture
+def run(tiny_run):
+    return tiny_run
 
 
 def test_sampler_streams_into_the_network(run, env, capsys, monkeypatch):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ncsn.models.layers import (
     CondInstanceNorm2dPlus,
@@ -70,6 +72,14 @@ def _norm(c):
     return InstanceNorm2dPlus(c)
 
 
+def _zero_(*convs: torch.nn.Conv2d) -> None:
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
+
+
 @pytest.mark.parametrize(
     ("cin", "cout", "resample", "dilation", "out_size", "has_shortcut"),
     [
@@ -80,22 +90,49 @@ def _norm(c):
         (16, 16, None, 4, 16, False),
     ],
 )
-def test_residual_block_shapes(cin, cout, resample, dilation, out_size, has_shortcut):
+def test_residual_block_is_shortcut_plus_branch(
+    cin, cout, resample, dilation, out_size, has_shortcut
+):
+    """out = shortcut(x) + branch(x): with the branch's last conv zeroed only the shortcut
+    remains (the identity, a 1x1 conv + 2x2 mean pool, or a dilated 3x3 conv)."""
+    torch.manual_seed(0)
     block = ResidualBlock(cin, cout, _norm, resample, dilation)
-    out = block(torch.randn(2, cin, 16, 16))
+    x = torch.randn(2, cin, 16, 16)
+    out = block(x)
     assert out.shape == (2, cout, out_size, out_size)
     assert (block.shortcut is not None) == has_shortcut
+    conv2 = block.conv2.conv if resample == "down" and dilation == 1 else block.conv2
+    _zero_(conv2)
+    with torch.no_grad():
+        skip = block(x)
+        if not has_shortcut:
+            expected = x
+        elif resample == "down" and dilation == 1:
+            expected = F.avg_pool2d(block.shortcut.conv(x), 2)
+        else:
+            expected = block.shortcut(x)
+    torch.testing.assert_close(skip, expected)
+    assert (out - skip).abs().mean() > 0.01  # the branch contributes before zeroing
 
 
 @pytest.mark.parametrize("norm", [_norm, None])
-def test_refinenet_blocks_shapes(norm):
+def test_refinenet_blocks_are_residual_around_their_convs(norm):
+    """With every conv zeroed, an RCU is the identity, a CRP block is ELU and a start/end
+    RefineBlock (RCUs -> CRP -> RCUs) is ELU; before zeroing the convs contribute."""
+    torch.manual_seed(0)
     x = torch.randn(2, 8, 8, 8)
-    assert RCUBlock(8, 2, 2, norm)(x).shape == x.shape
-    assert CRPBlock(8, 2, norm, "avg")(x).shape == x.shape
+    rcu, crp = RCUBlock(8, 2, 2, norm), CRPBlock(8, 2, norm, "avg")
+    refine = RefineBlock([8], 8, norm, start=True, end=True)
+    with torch.no_grad():
+        assert (rcu(x) - x).abs().mean() > 0.01 and (crp(x) - F.elu(x)).abs().mean() > 0.01
+        assert (refine([x]) - F.elu(x)).abs().mean() > 0.01
+        _zero_(*rcu.convs, *crp.convs, *(m for m in refine.modules() if isinstance(m, nn.Conv2d)))
+        torch.testing.assert_close(rcu(x), x)
+        torch.testing.assert_close(crp(x), F.elu(x))
+        torch.testing.assert_close(refine([x]), F.elu(x))
     fine = torch.randn(2, 4, 16, 16)
     assert MSFBlock([4, 8], 6, norm)([fine, x], None, (16, 16)).shape == (2, 6, 16, 16)
     assert RefineBlock([4, 8], 6, norm)([fine, x]).shape == (2, 6, 16, 16)
-    assert RefineBlock([8], 8, norm, start=True, end=True)([x]).shape == x.shape
 
 
 def test_refine_blocks_without_norm_have_no_norm_parameters():

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ncsn.errors import ConfigError
 from ncsn.models import (
@@ -72,16 +73,33 @@ def test_count_parameters_trainable_only():
 # ----------------------------------------------------------------------------- contract
 
 
+def _perturb(model: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+    """Add noise to every parameter, so zero-initialised layers (U-Net residual outputs,
+    attention output, norm biases) no longer hide the paths behind them."""
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32), (3, 64)])
-def test_output_shape_matches_input(name, channels, size):
-    model = small_model(name, channels, size)
-    x = torch.randn(2, channels, size, size)
+def test_each_output_depends_only_on_its_own_input(name, channels, size):
+    """Per-example independence: replacing image 1 changes output 1 and nothing else (no
+    statistics over the batch, no mixed-up batch/channel axes), at every size."""
+    model = _perturb(small_model(name, channels, size)).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, channels, size, size, generator=g)
+    sigma = torch.tensor([0.5, 0.1, 0.05])
+    x2 = x.clone()
+    x2[1] = torch.randn(channels, size, size, generator=g)
     with torch.no_grad():
-        out = model(x, torch.tensor([0.5, 0.1]))
-    assert out.shape == x.shape
-    assert out.dtype == torch.float32
+        out, out2 = model(x, sigma), model(x2, sigma)
+    assert out.shape == x.shape and out.dtype == torch.float32
     assert torch.isfinite(out).all()
+    torch.testing.assert_close(out2[[0, 2]], out[[0, 2]], rtol=1e-5, atol=1e-5)
+    assert (out2[1] - out[1]).abs().mean() > 0.01 * out[1].abs().mean()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -96,13 +114,6 @@ def test_model_attributes_and_sigmas_buffer(name):
     assert torch.equal(model.sigmas, SIGMAS)
     assert "sigmas" in dict(model.named_buffers())
     assert "sigmas" in model.state_dict()
-
-
-def test_mlp_output_shape():
-    model = ScoreMLP(dim=2, sigmas=SIGMAS)
-    x = torch.randn(5, 2)
-    assert model(x, torch.full((5,), 0.3)).shape == (5, 2)
-    assert model(x, 0.3).shape == (5, 2)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -164,13 +175,29 @@ def test_per_example_sigma_is_honoured(name):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_gradients_reach_every_parameter(name):
-    model = _any_model(name)
+    """Every parameter tensor gets a non-zero, finite gradient (no dead or detached
+    branch), once the zero-initialised layers no longer block the paths behind them."""
+    model = _perturb(_any_model(name))
     x = _input_for(name, 2)
     loss = model(x, torch.tensor([0.7, 0.02])).square().mean()
     loss.backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname
         assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_ncsn_gradient_reaches_only_the_levels_in_use():
+    """NCSN conditions only through its per-level norm parameters: the loss at levels 1 and
+    9 trains rows 1 and 9 of every embedding and no other row."""
+    model = _any_model("ncsn")
+    x = _input_for("ncsn", 2)
+    model(x, SIGMAS[[1, 9]]).square().mean().backward()
+    embeddings = [m.embed.weight for m in model.modules() if hasattr(m, "embed")]
+    assert len(embeddings) > 10
+    for w in embeddings:
+        used = w.grad.abs().sum(dim=1) > 0
+        assert used.tolist() == [k in (1, 9) for k in range(len(SIGMAS))]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -223,11 +250,16 @@ def test_ncsn_does_not_divide_by_sigma():
 # ----------------------------------------------------------------------------- NCSNv2
 
 
-def test_ncsnv2_divides_by_sigma():
-    model = NCSNv2(3, 32, SIGMAS, ngf=8)
-    x = torch.randn(2, 3, 32, 32)
+def test_ncsnv2_is_its_unconditional_network_over_sigma():
+    """NCSNv2's sigma-scaling identity: s(x, sigma) = net(x) / sigma, per example."""
+    model = _perturb(NCSNv2(3, 32, SIGMAS, ngf=8)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    sigma = torch.tensor([50.0, 1.0, 0.1, 0.01])
     with torch.no_grad():
-        torch.testing.assert_close(model(x, 0.5) * 0.5, model(x, 0.1) * 0.1)
+        out, net = model(x, sigma), model.net(x, None)
+    assert net.abs().mean() > 0.01
+    torch.testing.assert_close(out * sigma[:, None, None, None], net, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, net / sigma[:, None, None, None])
 
 
 def test_ncsnv2_variant_by_size_as_the_official_code():
@@ -267,11 +299,16 @@ def test_zero_sigma_rejected_by_sigma_scaled_models(name):
     [(8, (8, 4, 2)), (28, (28, 14, 7)), (32, (32, 16, 8)), (64, (64, 32, 16, 8)), (7, (7,))],
 )
 def test_unet_downsampling_is_bounded(size, resolutions):
-    model = UNet(1, size, SIGMAS)
+    """The encoder's feature maps really have the sizes ``resolutions`` reports."""
+    model = UNet(1, size, SIGMAS, ch=8)
     assert model.resolutions == resolutions
+    seen: list[int] = []
+    for blocks in model.down:
+        blocks[0].register_forward_hook(lambda m, args, out: seen.append(out.shape[-1]))
     x = torch.randn(1, 1, size, size)
     with torch.no_grad():
         assert model(x, 0.1).shape == x.shape
+    assert tuple(seen) == resolutions
 
 
 def test_unet_min_resolution():
@@ -285,12 +322,57 @@ def test_unet_default_sizes(size, low, high):
     assert low <= count_parameters(UNet(1, size, SIGMAS)) <= high
 
 
-def test_unet_attention_and_dropout():
-    model = UNet(1, 8, SIGMAS, ch=8, attention=True, dropout=0.1, num_res_blocks=2)
-    model.eval()
+def test_unet_is_its_last_layer_over_sigma_of_the_scaled_input():
+    """The U-Net's sigma-scaling identity: s(x, sigma) = F(x / sqrt(1 + sigma^2), sigma) /
+    sigma, with F the network up to its last layer (per example)."""
+    model = _perturb(small_model("unet", 1, 28)).double().eval()
+    last: list[torch.Tensor] = []
+    model.conv_out.register_forward_hook(lambda m, args, out: last.append(out))
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    sigma = torch.tensor([20.0, 0.5, 0.01], dtype=torch.float64)
+    s4 = sigma[:, None, None, None]
+    with torch.no_grad():
+        out = model(x, sigma)
+        model.input_scaling = False
+        unscaled = model(x / torch.sqrt(1 + s4**2), sigma)
+    assert last[0].abs().mean() > 0.01
+    torch.testing.assert_close(out, last[0] / s4)
+    torch.testing.assert_close(unscaled, out)
+
+
+@pytest.mark.parametrize(
+    ("attention", "skip"), [(False, "add"), (True, "add"), (False, "concat"), (True, "concat")]
+)
+def test_unet_is_translation_equivariant_with_circular_padding(attention, skip):
+    """With circular padding every U-Net layer commutes with shifts by a multiple of its
+    total downsampling (GroupNorm, stride-2 convs, nearest upsampling, attention over
+    positions), so the whole network must: a misaligned skip or a scrambled reshape fails."""
+    model = UNet(1, 16, SIGMAS, ch=8, ch_mult=(1, 2, 2), attention=attention, skip=skip)
+    model = _perturb(model).double().eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.padding_mode = "circular"
+    assert model.resolutions == (16, 8, 4)  # shifts by multiples of 4 commute
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    sigma = torch.tensor([0.8, 0.05], dtype=torch.float64)
+    with torch.no_grad():
+        out = model(x, sigma)
+        for shift in [(4, 0), (0, 8), (12, 4)]:
+            moved = model(torch.roll(x, shift, dims=(2, 3)), sigma)
+            torch.testing.assert_close(moved, torch.roll(out, shift, dims=(2, 3)))
+        # a shift by 1 is not a symmetry of the strided network: the test can tell
+        moved = model(torch.roll(x, (1, 0), dims=(2, 3)), sigma)
+        assert not torch.allclose(moved, torch.roll(out, (1, 0), dims=(2, 3)), atol=1e-3)
+
+
+def test_unet_dropout_only_in_training_mode():
+    model = _perturb(UNet(1, 8, SIGMAS, ch=8, dropout=0.5))
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
-        assert model(x, 0.2).shape == x.shape
+        train_a, train_b = model.train()(x, 0.2), model(x, 0.2)
+        eval_a, eval_b = model.eval()(x, 0.2), model(x, 0.2)
+    assert not torch.allclose(train_a, train_b)
+    torch.testing.assert_close(eval_a, eval_b, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- MLP
@@ -319,9 +401,23 @@ def test_mlp_flattens_images():
 
 
 @pytest.mark.parametrize("activation", ["silu", "softplus", "elu"])
-def test_mlp_activations(activation):
-    model = ScoreMLP(dim=3, hidden=8, depth=1, sigmas=SIGMAS, activation=activation)
-    assert model(torch.randn(4, 3), 0.5).shape == (4, 3)
+@pytest.mark.parametrize("scale_by_sigma", [True, False])
+def test_mlp_matches_its_formula(activation, scale_by_sigma):
+    """One hidden layer: s = W2 act(W1 [x, e(log sigma)] + b1) + b2, divided by sigma when
+    ``scale_by_sigma`` (the MLP's sigma-scaling identity)."""
+    torch.manual_seed(0)
+    model = ScoreMLP(
+        dim=3, hidden=8, depth=1, sigmas=SIGMAS, activation=activation,
+        scale_by_sigma=scale_by_sigma,
+    )  # fmt: skip
+    act = {"silu": F.silu, "softplus": F.softplus, "elu": F.elu}[activation]
+    x, sigma = torch.randn(4, 3), torch.tensor([2.0, 0.5, 0.1, 0.01])
+    first, last = model.net[0], model.net[2]
+    h = torch.cat([x, model.embed(torch.log(sigma))], dim=1)
+    expected = F.linear(act(F.linear(h, first.weight, first.bias)), last.weight, last.bias)
+    if scale_by_sigma:
+        expected = expected / sigma[:, None]
+    torch.testing.assert_close(model(x, sigma), expected)
 
 
 # ----------------------------------------------------------------------------- registry

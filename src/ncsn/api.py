@@ -281,6 +281,16 @@ def _sample_images(model, cfg, idx: range, seed: int, device, callback=None):
     return _run_sampler(model, cfg, x, gens, callback)
 
 
+def _batch_plan(model, cfg, n: int, batch_size, device) -> tuple[torch.device, list[range]]:
+    """The device and the image-index ranges of ``n`` samples in batches (shared by
+    :func:`sample` and :func:`sample_batches`, so both cut the same batches)."""
+    if n < 1:
+        raise ConfigError(f"number of samples must be >= 1, got {n}")
+    device = torch.device(device) if device else next(model.parameters()).device
+    bs = batch_size or cfg.sampling.batch_size
+    return device, [range(start, min(start + bs, n)) for start in range(0, n, bs)]
+
+
 @torch.no_grad()
 def sample_batches(
     model: nn.Module,
@@ -296,12 +306,9 @@ def sample_batches(
     The concatenated batches equal ``sample(model, cfg, n, seed=seed)`` (per-image seeds), so
     metrics over 50,000 samples need the memory of one batch.
     """
-    if n < 1:
-        raise ConfigError(f"number of samples must be >= 1, got {n}")
-    device = torch.device(device) if device else next(model.parameters()).device
-    bs = batch_size or cfg.sampling.batch_size
-    for start in range(0, n, bs):
-        res = _sample_images(model, cfg, range(start, min(start + bs, n)), seed, device)
+    device, batches = _batch_plan(model, cfg, n, batch_size, device)
+    for idx in batches:
+        res = _sample_images(model, cfg, idx, seed, device)
         yield postprocess(res, logit=cfg.data.logit_transform).cpu()
 
 
@@ -336,16 +343,12 @@ def sample(
     Returns:
         Samples (n, C, H, W) clamped to [0, 1], or ``(samples, trajectory)``.
     """
-    if n < 1:
-        raise ConfigError(f"number of samples must be >= 1, got {n}")
-    device = torch.device(device) if device else next(model.parameters()).device
-    bs = batch_size or cfg.sampling.batch_size
+    device, batches = _batch_plan(model, cfg, n, batch_size, device)
     outs, trajs = [], []
     from tqdm.auto import tqdm
 
     with tqdm(total=n, desc="sampling", unit="img", disable=not progress) as bar:
-        for start in range(0, n, bs):
-            idx = range(start, min(start + bs, n))
+        for idx in batches:
             frames: list[torch.Tensor] = []
 
             def record(info: dict[str, Any], frames=frames) -> None:

@@ -17,10 +17,11 @@ from ncsn.metrics import evaluate
 BATCH = 100  # images per network batch: the cost model of every estimate
 
 
-def with_setting(cfg, sampler: str, nfe: int | None = None, **options: Any):
-    """The config sampling with ``sampler`` and ``options`` (``levels`` included), its steps
-    set for ``nfe`` evaluations per sample when given (``ncsn.api.with_nfe``)."""
-    s = dataclasses.replace(cfg.sampling, sampler=sampler, batch_size=BATCH, **options)
+def with_setting(cfg, sampler: str, nfe: int | None = None, batch: int = BATCH, **options: Any):
+    """The config sampling with ``sampler`` and ``options`` (``levels`` included) in batches
+    of ``batch``, its steps set for ``nfe`` evaluations per sample when given
+    (``ncsn.api.with_nfe``)."""
+    s = dataclasses.replace(cfg.sampling, sampler=sampler, batch_size=batch, **options)
     cfg = dataclasses.replace(cfg, sampling=s)
     return with_nfe(cfg, nfe) if nfe else cfg
 
@@ -65,9 +66,13 @@ def machine() -> dict:
                     break
     except OSError:
         pass
-    return {
+    out = {
         "cpu": model or platform.machine(),
         "flags": flags,
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
     }
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name()
+        out["torch"] = torch.__version__
+    return out

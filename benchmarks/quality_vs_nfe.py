@@ -36,14 +36,14 @@ from ncsn.sampling import SAMPLERS
 NFE = "10,20,35,50,100,200,1000"
 
 
-def plan(cfg, samplers: list[str], budgets: list[int]) -> list[dict]:
+def plan(cfg, samplers: list[str], budgets: list[int], batch: int = BATCH) -> list[dict]:
     """Every (sampler, budget) with the settings it gets; unreachable budgets say why."""
     out = []
     for name in samplers:
         seen = set()
         for budget in budgets:
             try:
-                c = with_setting(cfg, name, budget)
+                c = with_setting(cfg, name, budget, batch)
             except ConfigError as e:
                 out.append({"sampler": name, "budget": budget, "skip": str(e)})
                 continue
@@ -143,6 +143,8 @@ def main() -> None:
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", type=Path, default=Path("quality_vs_nfe.json"))
+    p.add_argument("--device", default="cpu", help="where the network runs (cpu, cuda, ...)")
+    p.add_argument("--batch", type=int, default=BATCH, help="images per network batch")
     p.add_argument("--estimate", action="store_true", help="print the plan and its cost, stop")
     p.add_argument(
         "--sec-per-eval", type=float, default=0.075, help="one evaluation at batch 100 (s)"
@@ -163,13 +165,13 @@ def main() -> None:
     from ncsn.config import load_config
 
     if a.checkpoint:
-        model, cfg = load_checkpoint(a.checkpoint)
+        model, cfg = load_checkpoint(a.checkpoint, device=a.device)
     elif a.config and a.estimate:
         model, cfg = None, load_config(a.config)
     else:
         p.error("--checkpoint is required (or --config with --estimate)")
     seeds = [int(s) for s in a.seeds.split(",")]
-    jobs = plan(cfg, a.samplers.split(","), [int(b) for b in a.nfe.split(",")])
+    jobs = plan(cfg, a.samplers.split(","), [int(b) for b in a.nfe.split(",")], a.batch)
     for j in jobs:
         what = j.get("skip") or f"NFE {j['nfe']}" + (
             " (same as a smaller budget)" if j["dup"] else ""
@@ -189,6 +191,7 @@ def main() -> None:
     head = {
         "command": " ".join(["python", *sys.argv]),
         "machine": machine(),
+        "device": a.device,
         "checkpoint": str(a.checkpoint),
         "n": a.n,
         "seeds": seeds,

@@ -142,3 +142,20 @@ def test_checkpoint_with_other_noise_levels_is_refused(tiny_run):
     )
     with pytest.raises(CheckpointError, match="other noise levels"):
         check_state_dict(other, st["model"], "ckpt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_with_validation_and_samples_runs_on_cuda(tmp_path):
+    # the held-out DSM once turned the network's CUDA sigma buffer into a NumPy array and
+    # crashed every GPU run at its first validation (found on an H200, 2026-11-27)
+    cfg = tiny_config(
+        "training.n_iters=4",
+        "data.val_size=0.1",
+        "training.eval_every=2",
+        "training.sample_every=4",
+        "sampling.n_samples=4",
+    )
+    res = train(cfg, tmp_path / "run", device="cuda", progress=False, log=lambda m: None)
+    assert res.step == 4
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "val_dsm" in x] == [2, 4]

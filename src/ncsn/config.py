@@ -112,6 +112,9 @@ class TrainingConfig:
         weight_decay: Adam weight decay.
         adam_eps: Adam epsilon.
         warmup: Linear learning-rate warm-up steps.
+        lr_schedule: ``constant`` after the warm-up, or ``cosine``: decays from ``lr`` to 0
+            at step ``n_iters`` (half a cosine period; set ``n_iters`` to the steps the run
+            will really take, e.g. what ``time_limit`` allows).
         grad_clip: Clip the gradient norm to this value (None: no clipping).
         ema_rate: Exponential moving average of the weights, in [0, 1) (None: no EMA).
         loss: ``dsm`` (the paper), ``ssm`` or ``ssm_vr`` (annealed sliced score matching).
@@ -159,6 +162,7 @@ class TrainingConfig:
     weight_decay: float = 0.0
     adam_eps: float = 1e-8
     warmup: int = 0
+    lr_schedule: str = "constant"
     grad_clip: float | None = None
     ema_rate: float | None = 0.999
     loss: str = "dsm"
@@ -288,6 +292,7 @@ _CHOICES = {
     "model.precond": ("none", "edm"),
     "training.loss": ("dsm", "ssm", "ssm_vr"),
     "training.precision": ("fp32", "bf16"),
+    "training.lr_schedule": ("constant", "cosine"),
     "training.weighting": ("power", "edm"),
     "training.sigma_dist": ("uniform", "lognormal"),
     "sampling.sampler": sampler_names(),

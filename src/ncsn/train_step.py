@@ -16,6 +16,7 @@ against 1 process and 2 micro-batches, not at all: see ``tests/test_distributed.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -134,9 +135,14 @@ class StepResult:
 
 
 def lr_at(cfg: Config, step: int) -> float:
-    """Learning rate of step ``step + 1`` (linear warm-up)."""
+    """Learning rate of step ``step + 1``: linear warm-up, then constant or a cosine decay
+    reaching 0 at ``n_iters``."""
     t = cfg.training
-    return t.lr * min(1.0, (step + 1) / t.warmup) if t.warmup else t.lr
+    lr = t.lr * min(1.0, (step + 1) / t.warmup) if t.warmup else t.lr
+    if t.lr_schedule == "cosine" and step >= t.warmup:
+        done = (step - t.warmup) / max(1, t.n_iters - t.warmup)
+        lr = t.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+    return lr
 
 
 def _loss_fn(cfg: Config, score_fn, x: torch.Tensor, sigmas: torch.Tensor, d: Draws):

@@ -130,7 +130,9 @@ def test_unlearned_summary_names_the_levels():
     )
     assert "every level" in unlearned_summary(_result([1.04, 0.9, 0.5, 0.1]))  # 5 % margin
     line = unlearned_summary(_result([1.0, 2.0, 0.5, 0.1]))
-    assert line.startswith("not learned yet: denoiser worse than the mean image at 1 of 4")
+    assert line == "not learned yet: denoiser worse than the mean image at 1 of 4 levels, sigma 4"
+    line = unlearned_summary(_result([1.0, 2.0, 0.5, 3.0]))
+    assert line.endswith("at 2 of 4 levels, between sigma 1 and 4")
     assert "not learned" in unlearned_summary(_result([float("nan"), 0.5, 0.5, 0.1]))
 
 

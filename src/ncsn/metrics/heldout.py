@@ -107,7 +107,8 @@ def heldout_dsm_loss(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else images.device
-    sig = torch.as_tensor(np.asarray(sigmas, dtype=np.float64)).to(device, images.dtype).reshape(-1)
+    # sigmas: a list, an array or a tensor on any device (a model's buffer on a GPU)
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).to(device, images.dtype).reshape(-1)
     n_levels, n = int(sig.numel()), int(images.shape[0])
     shape = tuple(images.shape[1:])
     draws = n_levels if all_levels else max(1, math.ceil(n_levels / n))
@@ -177,10 +178,9 @@ def unlearned_summary(res: dict, margin: float = UNLEARNED_MARGIN) -> str:
     lowest = min(sig[k] for k in bad)
     if len(bad) == sum(s >= lowest for s in sig):  # exactly the levels from `lowest` up
         return f"sigma >= {_fmt(lowest)} not learned yet ({what})"
-    return (
-        f"not learned yet: {what}, between sigma {_fmt(lowest)} and "
-        f"{_fmt(max(sig[k] for k in bad))}"
-    )
+    highest = max(sig[k] for k in bad)
+    where = f"sigma {_fmt(lowest)}" if len(bad) == 1 else f"between sigma {_fmt(lowest)} and "
+    return f"not learned yet: {what}, {where}" + ("" if len(bad) == 1 else _fmt(highest))
 
 
 def denoiser_table(res: dict, rows: int = 10) -> str:

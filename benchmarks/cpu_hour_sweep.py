@@ -69,6 +69,9 @@ def sampler_args(spec: str) -> list[str]:
     return ["--sampler", name, *(["--nfe", nfe] if nfe else [])]
 
 
+TRAINED = "sweep_trained.json"  # written into a variant's folder once its training succeeded
+
+
 def train_command(name: str, sets: list[str], a, root: Path) -> list[str]:
     """``ncsn train`` for one variant: ``--minutes`` of training, or exactly ``--steps`` steps
     (the way to rank variants of one architecture on another machine: a step is the same
@@ -111,10 +114,11 @@ def run_sweep(plan: dict[str, list[str]], a) -> list[dict]:
     for name, sets in plan.items():
         cmd = train_command(name, sets, a, a.runs)
         rows.append({"variant": name, "overrides": sets, "train_command": " ".join(cmd[2:])})
-        if not (a.runs / name / "checkpoints").is_dir():
+        if not (a.runs / name / TRAINED).is_file():  # a crashed run's folder is not "done"
             todo.append((rows[-1], cmd))
     for (row, _), wall in zip(todo, run_all([c for _, c in todo], a.jobs), strict=True):
         row["train_wall_s"] = wall
+        (a.runs / row["variant"] / TRAINED).write_text(json.dumps({"train_wall_s": wall}))
     evals = []
     for row in rows:
         row["evals"] = []

@@ -39,3 +39,7 @@ __all__ = [
     "config_from_dict",
     "config_to_yaml",
 ]
+
+for _name in __all__:  # the public path in reprs, docs and pickles: ncsn.config.Config
+    globals()[_name].__module__ = __name__
+del _name

@@ -170,7 +170,7 @@ def test_every_numeric_field_declares_its_range_or_says_unbounded():
 
     numeric = [(s, f) for s, f, hint in _section_fields() if _numeric(hint)]
     assert len(numeric) > 40  # the walk sees the fields (sampler options included)
-    missing = [f"{s}.{f.name}" for s, f in numeric if not rule_of(f).bounded]
+    missing = [f"{s}.{f.name}" for s, f in numeric if not rule_of(f).declared]
     assert missing == []
 
 

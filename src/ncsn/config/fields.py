@@ -52,8 +52,8 @@ class Rule:
     check: Callable[[Any], str | None] | None = None
 
     @property
-    def bounded(self) -> bool:
-        """Whether the rule restricts a number (a bound, choices or a declared "unbounded")."""
+    def declared(self) -> bool:
+        """Whether the rule says which numbers it allows (a bound, choices or "unbounded")."""
         limits = (self.ge, self.gt, self.le, self.lt)
         return self.unbounded or self.choices is not None or any(b is not None for b in limits)
 

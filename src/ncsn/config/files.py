@@ -81,7 +81,7 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     return apply_overrides(cfg, overrides or [])
 
 
-def _override_value(item: str, key: str, text: str) -> Any:
+def _override_value(key: str, text: str) -> Any:
     """The YAML value of one override (its text itself where it is not valid YAML)."""
     try:
         return load_yaml(text) if text.strip() else None
@@ -112,7 +112,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"override {item!r}: key must be section.key with section one of "
                 f"{', '.join(SECTIONS)}"
             )
-        value = _override_value(item, key.strip(), text)
+        value = _override_value(key.strip(), text)
         target = raw[parts[0]]
         for p in parts[1:-1]:
             if not isinstance(target.get(p), dict):

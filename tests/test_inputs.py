@@ -110,7 +110,7 @@ def test_duplicate_key_in_an_override_is_refused():
 @pytest.mark.parametrize(
     "override, match",
     [
-        ("training.ema_rate=1", "ema_rate = 1 would keep the EMA weights at their random"),
+        ("training.ema_rate=1", "ema_rate = 1.0 would keep the EMA weights at their random"),
         ("training.seed=9223372036854775808", "training.seed = 9223372036854775808 is out of"),
         ("training.seed=-1", "training.seed = -1 is out of range"),
         ("training.loss_power=1e308", "training.loss_power = 1e+308 is out of range"),

@@ -49,21 +49,21 @@ __all__ = [
 
 def model_sigmas(cfg: Config) -> torch.Tensor:
     """The config's noise levels sigma_1 > ... > sigma_L."""
-    m = cfg.model
-    return geometric_sigmas(m.sigma_max, m.sigma_min, m.num_levels)
+    model_cfg = cfg.model
+    return geometric_sigmas(model_cfg.sigma_max, model_cfg.sigma_min, model_cfg.num_levels)
 
 
 def _sampler_plan(cfg: Config) -> tuple[SamplerSpec, dict[str, Any], torch.Tensor]:
     """The configured sampler, its resolved options and the schedule it walks."""
-    s, m = cfg.sampling, cfg.model
-    spec = get_sampler(s.sampler)
-    options = spec.resolve(dataclasses.asdict(s))
-    trained = model_sigmas(cfg) if has_discrete_sigmas(m.name) else None
+    sampling, model_cfg = cfg.sampling, cfg.model
+    spec = get_sampler(sampling.sampler)
+    options = spec.resolve(dataclasses.asdict(sampling))
+    trained = model_sigmas(cfg) if has_discrete_sigmas(model_cfg.name) else None
     sigmas = sampler_sigmas(
-        s.sampler,
-        sigma_max=m.sigma_max,
-        sigma_min=m.sigma_min,
-        levels=s.levels or m.num_levels,
+        sampling.sampler,
+        sigma_max=model_cfg.sigma_max,
+        sigma_min=model_cfg.sigma_min,
+        levels=sampling.levels or model_cfg.num_levels,
         options=options,
         trained=trained,
     )
@@ -105,15 +105,15 @@ def with_nfe(cfg: Config, nfe: int) -> Config:
     Raises:
         ConfigError: If the sampler's cheapest setting costs more than ``nfe``.
     """
-    s, m = cfg.sampling, cfg.model
+    sampling, model_cfg = cfg.sampling, cfg.model
     knob = settings_for_nfe(
-        s.sampler,
+        sampling.sampler,
         int(nfe),
-        levels=s.levels or m.num_levels,
-        options=dataclasses.asdict(s),
-        max_levels=m.num_levels if has_discrete_sigmas(m.name) else None,
+        levels=sampling.levels or model_cfg.num_levels,
+        options=dataclasses.asdict(sampling),
+        max_levels=model_cfg.num_levels if has_discrete_sigmas(model_cfg.name) else None,
     )
-    return dataclasses.replace(cfg, sampling=dataclasses.replace(s, **knob))
+    return dataclasses.replace(cfg, sampling=dataclasses.replace(sampling, **knob))
 
 
 def known_shape(dataset: str | None) -> tuple[int | None, int | None]:

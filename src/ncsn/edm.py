@@ -78,9 +78,9 @@ def resolve_data_statistics(cfg: Config, train_ds: Any) -> Config:
     Returns:
         ``cfg``, or a copy with the two values filled in.
     """
-    m = cfg.model
-    needed = m.precond == "edm" or cfg.training.weighting == "edm"
-    if not needed or (m.sigma_data is not None and m.data_mean is not None):
+    model_cfg = cfg.model
+    needed = model_cfg.precond == "edm" or cfg.training.weighting == "edm"
+    if not needed or (model_cfg.sigma_data is not None and model_cfg.data_mean is not None):
         return cfg
     n = len(train_ds)
     idx = torch.linspace(0, n - 1, min(n, _MAX_STAT_IMAGES)).round().long().unique()
@@ -88,9 +88,9 @@ def resolve_data_statistics(cfg: Config, train_ds: Any) -> Config:
     images = preprocess(images, dequantize=False, logit=cfg.data.logit_transform)
     mean, sd = data_statistics(images)
     model = dataclasses.replace(
-        m,
-        data_mean=_sig4(mean) if m.data_mean is None else m.data_mean,
-        sigma_data=_sig4(sd) if m.sigma_data is None else m.sigma_data,
+        model_cfg,
+        data_mean=_sig4(mean) if model_cfg.data_mean is None else model_cfg.data_mean,
+        sigma_data=_sig4(sd) if model_cfg.sigma_data is None else model_cfg.sigma_data,
     )
     return dataclasses.replace(cfg, model=model)
 
@@ -153,10 +153,10 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
 def loss_weighting(cfg: Config) -> dict[str, Any]:
     """The weighting keywords of :func:`ncsn.losses.anneal_dsm_loss`: ``power`` and, for
     ``training.weighting: edm``, ``weight``."""
-    t, m = cfg.training, cfg.model
-    opts: dict[str, Any] = {"power": t.loss_power}
-    if t.weighting == "edm":
-        sd = m.sigma_data if m.sigma_data is not None else DEFAULT_SIGMA_DATA
+    training, model_cfg = cfg.training, cfg.model
+    opts: dict[str, Any] = {"power": training.loss_power}
+    if training.weighting == "edm":
+        sd = model_cfg.sigma_data if model_cfg.sigma_data is not None else DEFAULT_SIGMA_DATA
         weight: Callable[[torch.Tensor], torch.Tensor] = lambda s: edm_weight(s, sd)  # noqa: E731
         opts["weight"] = weight
     return opts
@@ -182,15 +182,17 @@ def draw_training_sigmas(
         ``{}`` for ``uniform`` (the loss draws the levels itself); else ``levels`` (on
         ``like``'s device) and, for networks conditioned on sigma itself, ``sigma``.
     """
-    t, m = cfg.training, cfg.model
-    if t.sigma_dist != "lognormal":
+    training, model_cfg = cfg.training, cfg.model
+    if training.sigma_dist != "lognormal":
         return {}
-    if m.name in LEVEL_INDEXED_MODELS:
-        p = lognormal_level_probs(sigmas, t.p_mean, t.p_std)
+    if model_cfg.name in LEVEL_INDEXED_MODELS:
+        p = lognormal_level_probs(sigmas, training.p_mean, training.p_std)
         levels = torch.multinomial(p, n, replacement=True, generator=generator)
         return {"levels": levels.to(like.device)}
     lo, hi = float(sigmas.min()), float(sigmas.max())
-    sigma = draw_lognormal_sigmas(n, lo, hi, t.p_mean, t.p_std, like=like, generator=generator)
+    sigma = draw_lognormal_sigmas(
+        n, lo, hi, training.p_mean, training.p_std, like=like, generator=generator
+    )
     return {"sigma": sigma, "levels": nearest_level(sigma, sigmas)}
 
 

@@ -8,6 +8,7 @@ a factor 1/2 on squared norms, summed over data dimensions and averaged over the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -23,6 +24,8 @@ __all__ = [
     "sliced_score_matching_loss",
     "anneal_sliced_score_matching_loss",
     "exact_score_matching_loss",
+    "TRAINING_LOSSES",
+    "loss_names",
 ]
 
 
@@ -298,3 +301,17 @@ def exact_score_matching_loss(
         (grad,) = torch.autograd.grad(flat_s[:, d].sum(), x, create_graph=True)
         trace = trace + grad.reshape(x.shape[0], -1)[:, d]
     return (0.5 * (flat_s**2).sum(dim=1) + trace).mean()
+
+
+# The training objectives ``training.loss`` names: name -> annealed loss function. Each takes
+# ``(score_fn, x, sigmas, *, levels, noise, ...)`` and returns an :class:`AnnealedLoss`.
+TRAINING_LOSSES: dict[str, Callable[..., AnnealedLoss]] = {
+    "dsm": anneal_dsm_loss,
+    "ssm": functools.partial(anneal_sliced_score_matching_loss, variance_reduction=False),
+    "ssm_vr": functools.partial(anneal_sliced_score_matching_loss, variance_reduction=True),
+}
+
+
+def loss_names() -> tuple[str, ...]:
+    """The names ``training.loss`` accepts, in registration order."""
+    return tuple(TRAINING_LOSSES)

@@ -17,7 +17,6 @@ names the field. The translated config carries the official sigma schedule, ``st
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from pathlib import Path
@@ -100,11 +99,9 @@ def _get(raw: dict[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _require(raw: dict[str, Any], dotted: str, kind: type, where: Path) -> Any:
-    """A present field of type ``kind`` (``float`` also takes integers and numeric strings)."""
+    """A present field of type ``kind`` (``float`` also takes integers; ``1e-3`` is read as a
+    float by :mod:`ncsn.yamlio`)."""
     value = _get(raw, dotted)
-    if kind is float and isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):

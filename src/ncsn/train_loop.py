@@ -99,14 +99,14 @@ class Loop:
 
     def run(self) -> TrainResult:
         """Train to ``training.n_iters`` (or the first stop) and return what happened."""
-        t, st = self.cfg.training, self.state
+        training, st = self.cfg.training, self.state
         self.logger = (
-            MetricsLog(self.workdir, st.step, t.tensorboard) if self.dist.is_main else None
+            MetricsLog(self.workdir, st.step, training.tensorboard) if self.dist.is_main else None
         )
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=t.n_iters,
+            total=training.n_iters,
             initial=st.step,
             desc="training",
             unit="step",
@@ -124,7 +124,7 @@ class Loop:
             if self.logger is not None:
                 self.logger.close()
         last = self.last_path
-        if st.step >= t.n_iters and (last is None or last.name != self._path().name):
+        if st.step >= training.n_iters and (last is None or last.name != self._path().name):
             self._checkpoint()
         return TrainResult(self.workdir, st.step, self.last_loss, self.last_path, stopped)
 
@@ -164,8 +164,8 @@ class Loop:
 
     def _bad_step(self, res: StepResult) -> None:
         self.bad += 1
-        t = self.cfg.training
-        if self.bad > t.max_bad_steps:
+        training = self.cfg.training
+        if self.bad > training.max_bad_steps:
             kept = (
                 f"last good checkpoint kept ({self.last_path.name})"
                 if self.last_path
@@ -178,7 +178,7 @@ class Loop:
                 ),
                 self.dist.is_main,
             )
-        self.log(f"{res.message}; skipped ({self.bad}/{t.max_bad_steps})")
+        self.log(f"{res.message}; skipped ({self.bad}/{training.max_bad_steps})")
 
     def _record(self, res: StepResult) -> None:
         self.steps_here += 1
@@ -189,8 +189,8 @@ class Loop:
 
     def _agree_on_stop(self) -> tuple[int, str]:
         """(signal number or 0, "time_limit"/"max_steps"/""), the same on every rank."""
-        t = self.cfg.training
-        late = bool(t.time_limit and (time.time() - self.start) / 60 >= t.time_limit)
+        training = self.cfg.training
+        late = bool(training.time_limit and (time.time() - self.start) / 60 >= training.time_limit)
         flags = torch.tensor([float(self.signals.signum or 0), float(late)], dtype=torch.float64)
         signum, late = (int(v) for v in self.dist.max_(flags).tolist())
         if late:
@@ -204,12 +204,14 @@ class Loop:
 
     def _after_step(self, stopping: bool) -> bool:
         """Log, evaluate, draw a grid, checkpoint as scheduled; whether rank 0 wrote files."""
-        t, step = self.cfg.training, self.state.step
-        if step % t.log_every == 0 or step == t.n_iters:
+        training, step = self.cfg.training, self.state.step
+        if step % training.log_every == 0 or step == training.n_iters:
             self._log_line()
-        evaluate = bool(t.eval_every and self.val_images is not None and step % t.eval_every == 0)
-        grid = bool(t.sample_every and step % t.sample_every == 0)
-        save = step % t.checkpoint_every == 0 or step == t.n_iters or stopping
+        evaluate = bool(
+            training.eval_every and self.val_images is not None and step % training.eval_every == 0
+        )
+        grid = bool(training.sample_every and step % training.sample_every == 0)
+        save = step % training.checkpoint_every == 0 or step == training.n_iters or stopping
         if self.dist.is_main and evaluate:
             self._evaluate()
         if self.dist.is_main and grid:
@@ -282,8 +284,8 @@ class Loop:
 
 def save_checkpoint(workdir: Path, cfg: Config, state: TrainState) -> Path:
     """Write ``state`` as the checkpoint of its step, point ``latest`` at it, prune old ones."""
-    t = cfg.training
+    training = cfg.training
     full = {"config": cfg.to_dict(), **state.state_dict()}
     return ckpt.write_run_checkpoint(
-        workdir, state.step, full, t.keep_checkpoints, t.milestone_every
+        workdir, state.step, full, training.keep_checkpoints, training.milestone_every
     )

@@ -197,16 +197,17 @@ def global_batch_size(cfg: Config, n_train: int, world_size: int) -> int:
     """
     if n_train < 1:
         raise NCSNError("the training split is empty; use a larger data set or val_size=0")
-    t = cfg.training
-    batch = min(t.batch_size, n_train)
-    parts = world_size * t.accumulate
+    training = cfg.training
+    batch = min(training.batch_size, n_train)
+    parts = world_size * training.accumulate
     if batch % parts:
-        what = f"training.batch_size={t.batch_size}"
-        if batch != t.batch_size:
+        what = f"training.batch_size={training.batch_size}"
+        if batch != training.batch_size:
             what += f" (cut to the {n_train} training images)"
         raise NCSNError(
             f"{what} does not split into {world_size} process(es) x training.accumulate="
-            f"{t.accumulate} equal micro-batches; use a batch size that is a multiple of {parts}"
+            f"{training.accumulate} equal micro-batches; use a batch size that is a multiple "
+            f"of {parts}"
         )
     return batch
 
@@ -215,14 +216,16 @@ def new_state(
     cfg: Config, model: nn.Module, train_ds, batch_size: int, rank: int, world_size: int
 ) -> TrainState:
     """A fresh state for ``model`` (already on its device and in its memory format)."""
-    t = cfg.training
-    ema = EMA(model, t.ema_rate) if t.ema_rate is not None else None
+    training = cfg.training
+    ema = EMA(model, training.ema_rate) if training.ema_rate is not None else None
     opt = torch.optim.Adam(
         model.parameters(),
-        lr=t.lr,
-        betas=(t.beta1, t.beta2),
-        eps=t.adam_eps,
-        weight_decay=t.weight_decay,
+        lr=training.lr,
+        betas=(training.beta1, training.beta2),
+        eps=training.adam_eps,
+        weight_decay=training.weight_decay,
     )
-    batches = Batches(train_ds, batch_size, torch.Generator().manual_seed(t.seed), rank, world_size)
-    return TrainState(model, ema, opt, batches, torch.Generator().manual_seed(t.seed + 1))
+    batches = Batches(
+        train_ds, batch_size, torch.Generator().manual_seed(training.seed), rank, world_size
+    )
+    return TrainState(model, ema, opt, batches, torch.Generator().manual_seed(training.seed + 1))

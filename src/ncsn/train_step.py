@@ -27,7 +27,7 @@ from ncsn.acceleration import autocast
 from ncsn.config import Config
 from ncsn.distributed import Dist
 from ncsn.edm import draw_training_sigmas, loss_weighting
-from ncsn.losses import AnnealedLoss, anneal_dsm_loss, anneal_sliced_score_matching_loss
+from ncsn.losses import TRAINING_LOSSES, AnnealedLoss
 from ncsn.rng import rand, randint, randn
 from ncsn.train_state import TrainState
 from ncsn.transforms import preprocess, random_hflip
@@ -105,10 +105,10 @@ class StepSetup:
 
     def score_fn(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network as a float32 score function (autocast and memory format applied)."""
-        t = self.cfg.training
-        if t.channels_last and x.dim() == 4:
+        training = self.cfg.training
+        if training.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.dist.device, t.precision):
+        with autocast(self.dist.device, training.precision):
             out = self.net(x, sigma)
         return out.float()
 
@@ -137,38 +137,28 @@ class StepResult:
 def lr_at(cfg: Config, step: int) -> float:
     """Learning rate of step ``step + 1``: linear warm-up, then constant or a cosine decay
     reaching 0 at ``n_iters``."""
-    t = cfg.training
-    lr = t.lr * min(1.0, (step + 1) / t.warmup) if t.warmup else t.lr
-    if t.lr_schedule == "cosine" and step >= t.warmup:
-        done = (step - t.warmup) / max(1, t.n_iters - t.warmup)
-        lr = t.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+    training = cfg.training
+    lr = training.lr * min(1.0, (step + 1) / training.warmup) if training.warmup else training.lr
+    if training.lr_schedule == "cosine" and step >= training.warmup:
+        done = (step - training.warmup) / max(1, training.n_iters - training.warmup)
+        lr = training.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
     return lr
 
 
 def _loss_fn(cfg: Config, score_fn, x: torch.Tensor, sigmas: torch.Tensor, d: Draws):
-    t = cfg.training
+    """``training.loss`` (from :data:`ncsn.losses.TRAINING_LOSSES`) on this batch's draws."""
+    training = cfg.training
     dev = x.device
-    if t.loss == "dsm":
-        return anneal_dsm_loss(
-            score_fn,
-            x,
-            sigmas,
-            levels=d.levels.to(dev),
-            noise=d.noise.to(dev),
-            sigma=None if d.sigma is None else d.sigma.to(dev),
-            **loss_weighting(cfg),
-        )
-    return anneal_sliced_score_matching_loss(
-        score_fn,
-        x,
-        sigmas,
-        power=t.loss_power,
-        n_projections=t.n_projections,
-        variance_reduction=t.loss == "ssm_vr",
-        levels=d.levels.to(dev),
-        noise=d.noise.to(dev),
-        projections=d.projections.to(dev),
-    )
+    if training.loss == "dsm":  # weighting and sigma_dist apply to DSM only (config checks)
+        extra = {"sigma": None if d.sigma is None else d.sigma.to(dev), **loss_weighting(cfg)}
+    else:  # sliced score matching
+        extra = {
+            "power": training.loss_power,
+            "n_projections": training.n_projections,
+            "projections": d.projections.to(dev),
+        }
+    loss = TRAINING_LOSSES[training.loss]
+    return loss(score_fn, x, sigmas, levels=d.levels.to(dev), noise=d.noise.to(dev), **extra)
 
 
 def _micro_loss(setup: StepSetup, x: torch.Tensor, d: Draws) -> AnnealedLoss:

@@ -125,14 +125,14 @@ def step_setup(cfg: Config, state: TrainState, d: Dist, micro: tuple, log) -> St
     Returns:
         The :class:`ncsn.train_step.StepSetup` that :func:`ncsn.train_step.train_step` takes.
     """
-    t = cfg.training
-    check_precision(t.precision, d.device)
+    training = cfg.training
+    check_precision(training.precision, d.device)
     model: nn.Module = state.model
-    if t.activation_checkpointing:
+    if training.activation_checkpointing:
         apply_activation_checkpointing(model)
     sigmas = model_sigmas(cfg).to(d.device)
     setup = StepSetup(cfg, model, None, sigmas, d)
-    if t.compile:
+    if training.compile:
         compiled, ok = compile_or_eager(model, lambda net: _trial(setup, net, micro), log)
         ok = bool(d.max_(torch.tensor([0.0 if ok else 1.0])).item() == 0)
         setup.net = compiled if ok else model

@@ -1,6 +1,10 @@
 """Reading YAML that a user (or an attacker) wrote: safe tags only, bounded, no duplicate keys.
 
-:func:`load_yaml` is PyYAML's ``safe_load`` with three more rules:
+:func:`load_yaml` is PyYAML's ``safe_load`` with four more rules:
+
+- **YAML 1.2 numbers**: ``1e-3`` is the float 0.001 (PyYAML follows YAML 1.1, where a float
+  needs a dot and a signed exponent, and reads ``1e-3`` as the string ``'1e-3'``); this is
+  the one place ncsn deals with that quirk;
 
 - **bounded aliases**: anchors and aliases may be used, but the document expanded (every alias
   counted as a full copy of what it names) may hold at most :data:`MAX_SIZE` characters, so
@@ -16,6 +20,7 @@ Errors are :class:`yaml.YAMLError` subclasses with a position, like PyYAML's own
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -23,15 +28,40 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["MAX_SIZE", "MAX_DEPTH", "BoundedSafeLoader", "load_yaml"]
+__all__ = ["MAX_SIZE", "MAX_DEPTH", "BoundedSafeLoader", "SafeDumper12", "load_yaml", "dump_yaml"]
 
 MAX_SIZE = 1_000_000  # characters (plus one per node) of the expanded document
 MAX_DEPTH = 50
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.1's float forms with the exponent's dot and sign made optional (YAML 1.2 style)
+_FLOAT = re.compile(
+    r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+
+
+def _resolvers_12() -> dict[str, list]:
+    """PyYAML's implicit resolvers with its YAML 1.1 float rule replaced by :data:`_FLOAT`."""
+    out = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for first in "-+0123456789.":
+        out.setdefault(first, []).append((_FLOAT_TAG, _FLOAT))
+    return out
 
 
 class BoundedSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with bounded alias expansion and duplicate keys refused."""
+    """``yaml.SafeLoader`` with YAML 1.2 floats, bounded alias expansion and duplicate keys
+    refused."""
+
+    yaml_implicit_resolvers = _resolvers_12()
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
@@ -92,6 +122,13 @@ class BoundedSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class SafeDumper12(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes strings :class:`BoundedSafeLoader` would read as floats
+    (``'1e-3'``), so text written by :func:`dump_yaml` loads back unchanged."""
+
+    yaml_implicit_resolvers = _resolvers_12()
+
+
 def _children(node: Node) -> list[Node]:
     if isinstance(node, SequenceNode):
         return list(node.value)
@@ -117,3 +154,9 @@ def load_yaml(text: str) -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def dump_yaml(data: Any) -> str:
+    """``yaml.safe_dump(data, sort_keys=False)`` whose output :func:`load_yaml` reads back as
+    ``data`` (strings that look like YAML 1.2 floats are quoted)."""
+    return yaml.dump(data, Dumper=SafeDumper12, sort_keys=False)

@@ -21,7 +21,8 @@ from ncsn.schedules import geometric_sigmas
 from ncsn.toy.distributions import GaussianMixture
 
 BOX = 8.0  # grids, plots and the Langevin initialisation cover [-BOX, BOX]^2
-SIGMAS = (20.0, 1.0, 10)  # sigma_1, sigma_L, L of the annealed samplers and the DSM model
+# the noise levels of the annealed samplers and the DSM model: sigma_1 > ... > sigma_L
+SIGMA_MAX, SIGMA_MIN, NUM_LEVELS = 20.0, 1.0, 10
 
 
 @contextlib.contextmanager
@@ -91,7 +92,7 @@ def _fractions(mix: GaussianMixture, x: torch.Tensor) -> list[float]:
 
 
 def _sigmas(device: str) -> torch.Tensor:
-    return geometric_sigmas(SIGMAS[0], SIGMAS[1], SIGMAS[2], device=device)
+    return geometric_sigmas(SIGMA_MAX, SIGMA_MIN, NUM_LEVELS, device=device)
 
 
 def _train(

@@ -14,9 +14,9 @@ from torch import nn
 
 from ncsn import api
 from ncsn.checkpoint import find_checkpoint
+from ncsn.cli import trained
 from ncsn.cli.args import POS_INT, add_common, add_data_root
 from ncsn.cli.eval_classifier import add_classifier_arguments, retrain_classifier
-from ncsn.cli.trained import add_sampling, check_outputs_apart_from_checkpoint, load_model
 from ncsn.config import Config
 from ncsn.errors import NCSNError
 from ncsn.io import atomic_write, check_output_path, check_outputs_apart
@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_data_root(p, "named by --data")
     add_classifier_arguments(p)
-    add_sampling(p)
+    trained.add_sampling(p)
     add_common(p)
 
 
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.retrain_classifier:
         return retrain_classifier(args)
     metrics = _checked_request(args)
-    model, cfg = load_model(args) if args.checkpoint else (None, None)
+    model, cfg = trained.load_model(args) if args.checkpoint else (None, None)
     dataset = args.data or (cfg.data.dataset if cfg else None)
     if dataset is None and args.ref_samples is None:
         raise NCSNError(
@@ -109,7 +109,7 @@ def _checked_request(args: argparse.Namespace) -> list[str]:
         raise NCSNError("eval needs --out REPORT.json")
     check_output_path(args.out, what="--out")
     if args.checkpoint:
-        check_outputs_apart_from_checkpoint(args, {"--out": args.out}, {"--samples": args.samples})
+        trained.check_outputs(args, {"--out": args.out}, {"--samples": args.samples})
     check_outputs_apart({"--out": args.out}, {"--samples": args.samples})
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in metric_names()]

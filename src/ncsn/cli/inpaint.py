@@ -8,14 +8,9 @@ from pathlib import Path
 import torch
 
 from ncsn import api
+from ncsn.cli import trained
 from ncsn.cli.args import POS_INT, add_common, add_data_root
 from ncsn.cli.common import with_data_root
-from ncsn.cli.trained import (
-    add_sampling,
-    check_outputs_apart_from_checkpoint,
-    grid_scale,
-    load_model,
-)
 from ncsn.config import Config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.imaging import save_image_grid
@@ -42,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--completions", type=POS_INT, default=4, help="completions per image")
     p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
     add_data_root(p, "named by --images")
-    add_sampling(p)
+    trained.add_sampling(p)
     add_common(p)
 
 
@@ -77,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     folder = args.images.removeprefix("folder:") if args.images else None
     folder = folder if folder and Path(folder).exists() else None
     inputs = {"--mask": mask_file, "--images": folder}
-    check_outputs_apart_from_checkpoint(args, {"--out": args.out}, inputs)
-    model, cfg = load_model(args)
+    trained.check_outputs(args, {"--out": args.out}, inputs)
+    model, cfg = trained.load_model(args)
     images, _ = reference_images(args.images, with_data_root(cfg, args.data_root), args.n_images)
     shape = tuple(images.shape[1:])
     mask = make_mask(args.mask, shape=shape, generator=torch.Generator().manual_seed(args.seed))
@@ -86,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
     occluded = images * mask + 0.5 * (1 - mask)
     rows = torch.cat([occluded[:, None], out, images[:, None]], dim=1)  # the paper's Fig. 6
     nrow = args.completions + 2
-    save_image_grid(rows.reshape(-1, *shape), args.out, nrow=nrow, scale=grid_scale(cfg))
+    save_image_grid(rows.reshape(-1, *shape), args.out, nrow=nrow, scale=trained.grid_scale(cfg))
     print(f"wrote {args.out}: rows of occluded input, {args.completions} completions, original")
     return 0

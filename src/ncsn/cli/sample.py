@@ -6,13 +6,8 @@ import argparse
 from pathlib import Path
 
 from ncsn import api
+from ncsn.cli import trained
 from ncsn.cli.args import POS_INT, add_common
-from ncsn.cli.trained import (
-    add_sampling,
-    check_outputs_apart_from_checkpoint,
-    grid_scale,
-    load_model,
-)
 from ncsn.imaging import save_gif, save_image_grid, save_npz
 from ncsn.io import check_output_path
 
@@ -32,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="images per network batch (default: the config's sampling.batch_size)",
     )
     p.add_argument("--nrow", type=POS_INT, help="images per grid row (default: sqrt of --n)")
-    add_sampling(p)
+    trained.add_sampling(p)
     add_common(p)
 
 
@@ -42,16 +37,17 @@ def run(args: argparse.Namespace) -> int:
     for what, path in outputs.items():
         if path is not None:
             check_output_path(path, what=what)
-    check_outputs_apart_from_checkpoint(args, outputs)
-    model, cfg = load_model(args)
+    trained.check_outputs(args, outputs)
+    model, cfg = trained.load_model(args)
     record = 0
     if args.gif:  # about 50 frames (each sampler update is at most one frame)
         record = max(1, api.sampler_settings(cfg)["nfe"] // 50)
     res = api.sample(model, cfg, args.n, seed=args.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
-    save_image_grid(x, args.out, nrow=args.nrow, scale=grid_scale(cfg))
+    scale = trained.grid_scale(cfg)
+    save_image_grid(x, args.out, nrow=args.nrow, scale=scale)
     if args.gif:
-        save_gif([f.clamp(0, 1) for f in traj], args.gif, nrow=args.nrow, scale=grid_scale(cfg))
+        save_gif([f.clamp(0, 1) for f in traj], args.gif, nrow=args.nrow, scale=scale)
     if args.save_npz:
         save_npz(args.save_npz, x)
     written = [args.out, args.gif, args.save_npz]

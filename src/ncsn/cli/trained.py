@@ -19,7 +19,7 @@ from ncsn.errors import NCSNError
 from ncsn.io import check_outputs_apart
 from ncsn.sampling import sampler_names
 
-__all__ = ["add_sampling", "check_outputs_apart_from_checkpoint", "grid_scale", "load_model"]
+__all__ = ["add_sampling", "check_outputs", "grid_scale", "load_model"]
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
@@ -85,9 +85,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, Config]:
     return model, cfg
 
 
-def check_outputs_apart_from_checkpoint(
-    args: argparse.Namespace, outputs: dict, more_inputs: dict | None = None
-) -> None:
+def check_outputs(args: argparse.Namespace, outputs: dict, more_inputs: dict | None = None) -> None:
     """Refuse an output that is an input (the checkpoint, its ``latest``) or another output."""
     with warnings.catch_warnings():  # a bad `latest` is reported once, when loading
         warnings.simplefilter("ignore")

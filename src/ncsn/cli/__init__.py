@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from types import ModuleType
@@ -126,3 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"ncsn {args.command}: interrupted", file=sys.stderr)
         return getattr(e, "exit_code", 130)
+    except BrokenPipeError:  # the reader left (`ncsn configs | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it

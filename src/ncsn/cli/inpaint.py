@@ -15,7 +15,7 @@ from ncsn.config import Config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.imaging import save_image_grid
 from ncsn.io import check_output_path
-from ncsn.masks import make_mask
+from ncsn.masks import MASK_SPECS, make_mask
 
 __all__ = ["add_arguments", "run"]
 
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mask",
         default="left-half",
-        help="left-half, right-half, top-half, bottom-half, centre, random or a PNG",
+        help=f"{', '.join(MASK_SPECS)} or a PNG",
     )
     p.add_argument("--n-images", type=POS_INT, default=8, help="images to complete")
     p.add_argument("--completions", type=POS_INT, default=4, help="completions per image")

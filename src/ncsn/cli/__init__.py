@@ -54,17 +54,25 @@ class _Subcommands(argparse._SubParsersAction):
         self.pending: set[str] = set()
 
     def add_command(self, name: str, lazy: bool) -> None:
+        """Add subcommand ``name`` with its help; its options now unless ``lazy``."""
         self.add_parser(name, help=COMMANDS[name][1])
         self.pending.add(name)
         if not lazy:
             self.complete(name)
 
     def complete(self, name: str) -> None:
+        """Add subcommand ``name``'s options (once), importing its module."""
         if name in self.pending:
             self.pending.discard(name)
             command_module(name).add_arguments(self.choices[name])
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: list[str],
+        option_string: str | None = None,
+    ) -> None:
         self.complete(values[0])  # argparse has checked that it is a subcommand
         super().__call__(parser, namespace, values, option_string)
 

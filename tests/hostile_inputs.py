@@ -85,7 +85,7 @@ def npz_declaring(path: Path, shape: tuple[int, ...], key: str = "samples") -> P
 def edit_checkpoint(path: Path, edit) -> Path:
     """Rewrite the JSON state in a checkpoint's header with ``edit(state)``; tensors untouched.
 
-    ``edit`` gets the packed state (see :mod:`ncsn.checkpoint`) and returns the new one.
+    ``edit`` gets the packed state (see :mod:`ncsn.checkpoint_format`) and returns the new one.
     """
     raw = path.read_bytes()
     n = int.from_bytes(raw[:8], "little")

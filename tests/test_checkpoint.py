@@ -98,14 +98,14 @@ def _craft(path, state_json, tensors=None, fmt="ncsn-checkpoint-v2"):
 
     from safetensors.torch import save
 
-    from ncsn.checkpoint import _digest
+    from ncsn.checkpoint_format import state_digest
 
     tensors = tensors or {}
     meta = {
         "format": fmt,
         "state": state_json if isinstance(state_json, str) else json.dumps(state_json),
     }
-    meta["sha256"] = _digest(tensors, meta if fmt.endswith("v2") else None)
+    meta["sha256"] = state_digest(tensors, meta if fmt.endswith("v2") else None)
     path.write_bytes(save(tensors, metadata=meta))
     return path
 
@@ -124,10 +124,10 @@ def test_an_edited_header_is_caught_naming_the_file(tmp_path, old, new):
 def test_first_format_files_are_still_read(tmp_path):
     import json
 
-    from ncsn.checkpoint import _pack
+    from ncsn.checkpoint_format import pack_state
 
     tensors = {}
-    skeleton = _pack({"step": 5, "w": torch.arange(3.0)}, "s", tensors)
+    skeleton = pack_state({"step": 5, "w": torch.arange(3.0)}, "s", tensors)
     p = _craft(tmp_path / "v1.safetensors", json.dumps(skeleton), tensors, "ncsn-checkpoint-v1")
     back = read_checkpoint(p)
     assert back["step"] == 5 and back["w"].tolist() == [0.0, 1.0, 2.0]

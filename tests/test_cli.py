@@ -310,3 +310,14 @@ def test_eval_bpd_needs_no_samples(run, tmp_path, capsys, monkeypatch):
     bpd = rep["bpd"]
     assert bpd["n"] == 3 and len(bpd["per_image"]) == 3 and 0 < bpd["mean"] < 100
     assert rep["protocol"]["bpd"]["split"] == "test" and "samples" not in rep["protocol"]
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ncsn.cli", "configs", "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # `ncsn configs | head -0`: gone before ncsn writes
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == "", err

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ncsn
+import ncsn.data
 from ncsn.edm import (
     data_statistics,
     draw_lognormal_sigmas,

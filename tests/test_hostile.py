@@ -59,11 +59,9 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _options_of(command: str) -> set[str]:
-    from ncsn.cli import build_parser
+    from ncsn.cli import subcommand_parsers
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return {s for a in sub.choices[command]._actions for s in a.option_strings}
+    return {s for a in subcommand_parsers()[command]._actions for s in a.option_strings}
 
 
 _BAR = re.compile(r"\d+%\|")  # a tqdm progress bar (not a message)

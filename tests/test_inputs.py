@@ -27,7 +27,7 @@ from hostile_inputs import (
     png_bomb,
     truncated_png,
 )
-from ncsn.cli import build_parser, main
+from ncsn.cli import main, subcommand_parsers
 from ncsn.config import apply_overrides, config_from_dict, load_config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.errors import CheckpointError, ConfigError, DataError
@@ -446,9 +446,7 @@ def test_a_corrupted_workdir_config_is_one_line_and_nothing_changes(run, tmp_pat
 
 
 def _options(command: str) -> set[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    return {s for a in sub.choices[command]._actions for s in a.option_strings}
+    return {s for a in subcommand_parsers()[command]._actions for s in a.option_strings}
 
 
 def test_missing_torchvision_data_advice_names_options_the_command_has(capsys, tmp_path, run):
@@ -512,21 +510,20 @@ def test_retraining_never_replaces_the_shipped_classifier(tmp_path, monkeypatch,
 
 
 def test_every_option_documents_its_default_and_eval_lists_metrics():
-    from ncsn.cli import _Help
-    from ncsn.metrics.evaluate import ALL_METRICS
+    from ncsn.cli import HelpFormatter
+    from ncsn.metrics import metric_names
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name, p in sub.choices.items():
-        fmt = _Help(prog=p.prog)
+    parsers = subcommand_parsers()
+    for name, p in parsers.items():
+        fmt = HelpFormatter(prog=p.prog)
         for action in p._actions:
             if action.option_strings and action.dest != "help":
                 text = fmt._get_help_string(action)
                 assert "default" in text or "(required)" in text, (name, action.dest)
                 assert len(text) > len(" (default: off)") + 3, (name, action.dest)
         p.format_help()  # every help text formats (no stray %)
-    metrics = next(a for a in sub.choices["eval"]._actions if a.dest == "metrics").help
-    assert all(m in metrics for m in ALL_METRICS)
+    metrics = next(a for a in parsers["eval"]._actions if a.dest == "metrics").help
+    assert all(m in metrics for m in metric_names())
 
 
 def test_an_unknown_argument_points_to_its_subcommand_help(capsys):
@@ -557,9 +554,7 @@ def test_every_option_named_in_the_source_exists():
 
     import ncsn
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    known = {s for p in sub.choices.values() for a in p._actions for s in a.option_strings}
+    known = {s for p in subcommand_parsers().values() for a in p._actions for s in a.option_strings}
     pip_options = {"--no-deps", "--force-reinstall"}  # advice to run pip, not ncsn
     named = {}
     for path in Path(ncsn.__file__).parent.rglob("*.py"):

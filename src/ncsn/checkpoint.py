@@ -7,7 +7,9 @@ never executes code. A SHA-256 stored in the metadata covers the tensors *and* t
 the metadata (format ``ncsn-checkpoint-v2``), so a bit flip in the weights and an edited
 step or config are both caught; safetensors' header check catches a truncated file. Files of
 the first format (``ncsn-checkpoint-v1``, whose checksum covers the tensors only) are still
-read; the next checkpoint of a resumed run is written in the new format.
+read; the next checkpoint of a resumed run is written in the new format. The encoding itself
+(the state's skeleton, the checksum, the checks on a file's first bytes) is
+:mod:`ncsn.checkpoint_format`; this module reads, writes, finds and prunes the files.
 
 Layout of a run folder::
 
@@ -21,7 +23,6 @@ a run: they are the only files ncsn lists, resumes from, or prunes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -34,16 +35,22 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from ncsn.checkpoint_format import (
+    FORMAT,
+    FORMAT_V1,
+    MAX_HEADER,
+    check_head,
+    check_length,
+    pack_state,
+    state_digest,
+    unpack_state,
+)
 from ncsn.errors import CheckpointError, NCSNWarning
 from ncsn.io import WriteError, atomic_write
 
-FORMAT = "ncsn-checkpoint-v2"
-FORMAT_V1 = "ncsn-checkpoint-v1"  # checksum over the tensors only; still read
 LATEST = "latest"
 STEP_FILE = re.compile(r"step_([0-9]{8,})\.safetensors")
 _TEMPORARY = re.compile(r"\.(step_[0-9]{8,}\.safetensors|latest)\.[A-Za-z0-9_]+\.tmp")
-MAX_DEPTH = 32  # nesting of the state record (a real one is about 6 deep)
-MAX_HEADER = 100_000_000  # bytes; safetensors' own limit
 
 __all__ = [
     "save_checkpoint",
@@ -76,60 +83,6 @@ def step_of(path: str | Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _pack(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Replace tensors in a nested structure by references, collecting them in ``tensors``."""
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix] = obj.detach().cpu().contiguous().clone()
-        return {"__tensor__": prefix}
-    if isinstance(obj, dict):
-        return {
-            "__items__": [
-                [_pack(k, f"{prefix}.k{i}", tensors), _pack(v, f"{prefix}.{i}", tensors)]
-                for i, (k, v) in enumerate(obj.items())
-            ]
-        }
-    if isinstance(obj, (list, tuple)):
-        packed = [_pack(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-        return {"__tuple__": packed} if isinstance(obj, tuple) else packed
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
-
-
-def _unpack(obj: Any, tensors: dict[str, torch.Tensor] | None, depth: int = 0) -> Any:
-    """Rebuild a packed structure; ``tensors=None`` leaves tensor references as None."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"the state is nested more than {MAX_DEPTH} levels deep")
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            return None if tensors is None else tensors[obj["__tensor__"]]
-        if "__tuple__" in obj:
-            return tuple(_unpack(v, tensors, depth + 1) for v in obj["__tuple__"])
-        return {
-            _unpack(k, tensors, depth + 1): _unpack(v, tensors, depth + 1)
-            for k, v in obj["__items__"]
-        }
-    if isinstance(obj, list):
-        return [_unpack(v, tensors, depth + 1) for v in obj]
-    return obj
-
-
-def _digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> str:
-    """SHA-256 over the metadata (all but the checksum itself; None: v1) and the tensors."""
-    h = hashlib.sha256()
-    if metadata is not None:
-        rest = {k: v for k, v in metadata.items() if k != "sha256"}
-        h.update(json.dumps(rest, sort_keys=True).encode())
-    for key in sorted(tensors):
-        t = tensors[key]
-        h.update(key.encode())
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(
-            t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        )
-    return h.hexdigest()
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write a checkpoint atomically.
 
@@ -149,8 +102,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         raise TypeError(f"a checkpoint's state must be a dict, got {type(state).__name__}")
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
-    metadata = {"format": FORMAT, "state": json.dumps(_pack(state, "s", tensors))}
-    metadata["sha256"] = _digest(tensors, metadata)
+    metadata = {"format": FORMAT, "state": json.dumps(pack_state(state, "s", tensors))}
+    metadata["sha256"] = state_digest(tensors, metadata)
     blob = save(tensors, metadata=metadata)
     try:
         with atomic_write(path, "wb") as f:
@@ -169,11 +122,11 @@ def _open(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, str
     try:
         with open(path, "rb") as f:
             head = f.read(9)
-            _check_head(path, head)  # a pickle, not safetensors at all, or cut in its header
+            check_head(path, head)  # a pickle, not safetensors at all, or cut in its header
             header_len = int.from_bytes(head[:8], "little")
             if header_len > MAX_HEADER:
                 raise SafetensorError(f"its header claims {header_len} bytes, over {MAX_HEADER}")
-            _check_length(path, f.read(header_len - 1))  # cut in its tensors
+            check_length(path, f.read(header_len - 1))  # cut in its tensors
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             get = f.get_tensor if with_tensors else lambda k: f.get_slice(k).get_shape()
@@ -192,7 +145,7 @@ def _open(path: Path, with_tensors: bool) -> tuple[dict[str, Any], dict[str, str
 
 def _state_record(path: Path, metadata: dict[str, str], tensors) -> dict[str, Any]:
     try:
-        state = _unpack(json.loads(metadata["state"]), tensors)
+        state = unpack_state(json.loads(metadata["state"]), tensors)
     except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as e:
         raise CheckpointError(f"checkpoint {path} has a damaged state record ({e})") from None
     if not isinstance(state, dict):
@@ -221,7 +174,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path or --workdir")
     tensors, metadata = _open(path, with_tensors=True)
     covered = metadata if metadata["format"] == FORMAT else None
-    if _digest(tensors, covered) != metadata.get("sha256"):
+    if state_digest(tensors, covered) != metadata.get("sha256"):
         raise CheckpointError(
             f"checkpoint {path} is corrupted or was edited (checksum mismatch over its tensors "
             "and metadata); use an earlier checkpoint of the run"
@@ -259,53 +212,6 @@ def _files(folder: Path) -> list[Path]:
     paths = [folder / n for n in names if STEP_FILE.fullmatch(n)]
     found = [p for p in paths if p.is_file() and not p.is_symlink()]
     return sorted(found, key=step_of)
-
-
-def _check_head(path: Path, head: bytes) -> None:
-    """Name what a file that is not a safetensors checkpoint is, from its first bytes.
-
-    A safetensors file is an 8-byte header length and a JSON header (``{`` at byte 8); only a
-    file that is not one is looked at for the marks of a zip (``torch.save``) or a pickle.
-    """
-    if len(head) < 9 or head[8:9] != b"{":
-        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
-            raise CheckpointError(
-                f"{path} is a PyTorch/pickle file, not an ncsn checkpoint; ncsn never "
-                "unpickles files (they can run code): give a .safetensors checkpoint written "
-                "by ncsn train"
-            )
-        raise CheckpointError(
-            f"{path} is not an ncsn checkpoint (not a safetensors file); give a checkpoint "
-            "written by ncsn train"
-        )
-    size = path.stat().st_size
-    if int.from_bytes(head[:8], "little") + 8 > size:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated ({size} bytes, shorter than its header says); use "
-            "an earlier checkpoint of the run"
-        )
-
-
-def _check_length(path: Path, rest: bytes) -> None:
-    """A file shorter than the tensors its header lists was cut off (a crash, a full disk).
-
-    ``rest`` is the header after its first byte ``{`` (which :func:`_check_head` read).
-    """
-    header = b"{" + rest
-    try:
-        entries = json.loads(header)
-        end = max(
-            (int(v["data_offsets"][1]) for k, v in entries.items() if k != "__metadata__"),
-            default=0,
-        )
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-        return  # a damaged header: safetensors names the problem
-    size = path.stat().st_size
-    if 8 + len(header) + end > size:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated ({size} bytes; its header lists "
-            f"{8 + len(header) + end}); use an earlier checkpoint of the run"
-        )
 
 
 def list_checkpoints(workdir: str | Path) -> list[Path]:

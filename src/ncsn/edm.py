@@ -24,13 +24,13 @@ from typing import Any
 import torch
 
 from ncsn.config import Config
+from ncsn.models import has_discrete_sigmas
 from ncsn.models.precond import DEFAULT_SIGMA_DATA
 from ncsn.models.sigma import nearest_level
 from ncsn.rng import rand
 from ncsn.transforms import preprocess
 
 __all__ = [
-    "LEVEL_INDEXED_MODELS",
     "data_statistics",
     "resolve_data_statistics",
     "lognormal_level_probs",
@@ -41,8 +41,6 @@ __all__ = [
     "dsm_loss_options",
 ]
 
-# networks that see only the nearest level (train them on the levels, never between)
-LEVEL_INDEXED_MODELS = ("ncsn",)
 _MAX_STAT_IMAGES = 2000
 
 
@@ -185,7 +183,7 @@ def draw_training_sigmas(
     training, model_cfg = cfg.training, cfg.model
     if training.sigma_dist != "lognormal":
         return {}
-    if model_cfg.name in LEVEL_INDEXED_MODELS:
+    if has_discrete_sigmas(model_cfg.name):  # sees only the nearest level: train on the levels
         p = lognormal_level_probs(sigmas, training.p_mean, training.p_std)
         levels = torch.multinomial(p, n, replacement=True, generator=generator)
         return {"levels": levels.to(like.device)}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.optimize import brentq
+from scipy.special import ndtr
 
 from ncsn.errors import ConfigError
 
@@ -91,42 +93,35 @@ def sigma_max_from_data(x: torch.Tensor, *, max_points: int = 10_000) -> float:
     return best
 
 
-def _gaussian_cdf(t: float) -> float:
-    return 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))
+def _overlap(gamma: float, dim: int) -> float:
+    """NCSNv2's ``Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma)``."""
+    root = math.sqrt(2.0 * dim)
+    return float(ndtr(root * (gamma - 1) + 3 * gamma) - ndtr(root * (gamma - 1) - 3 * gamma))
 
 
 def gamma_for_dimension(dim: int, *, target: float = 0.5) -> float:
     """NCSNv2 technique 2: the ratio gamma = sigma_{i-1}/sigma_i for data of dimension ``dim``.
 
     Solves ``Phi(sqrt(2D)(gamma-1) + 3 gamma) - Phi(sqrt(2D)(gamma-1) - 3 gamma) = target``
-    for gamma > 1 by bisection (the left side decreases in gamma).
+    for gamma > 1 with Brent's method (:func:`scipy.optimize.brentq`; the left side falls from
+    ``Phi(3) - Phi(-3)`` at gamma = 1 towards 0 once ``sqrt(2D) > 3``). For ``target = 0.5``
+    the root is ``sqrt(2D) / (sqrt(2D) - 3)`` to about 1e-9 (the lower term is then 1/2).
 
     Args:
-        dim: D, the data dimension (e.g. 3*32*32).
+        dim: D, the data dimension (e.g. 3*32*32); at least 5.
         target: The overlap probability to reach (the paper: about 0.5).
 
     Returns:
         gamma > 1.
     """
-    if dim < 1:
-        raise ConfigError(f"dim must be >= 1, got {dim}")
-    if not 0 < target < 1:
-        raise ConfigError(f"target must be in (0, 1), got {target}")
-    root = math.sqrt(2.0 * dim)
-
-    def overlap(g: float) -> float:
-        return _gaussian_cdf(root * (g - 1) + 3 * g) - _gaussian_cdf(root * (g - 1) - 3 * g)
-
-    lo, hi = 1.0, 2.0
-    while overlap(hi) > target:
+    if dim < 5:  # sqrt(2D) <= 3: the overlap never falls below its value at gamma = 1
+        raise ConfigError(f"the NCSNv2 ratio rule needs data of dimension >= 5, got {dim}")
+    if not 0 < target < _overlap(1.0, dim):  # Phi(3) - Phi(-3) = 0.9973 at gamma = 1
+        raise ConfigError(f"target must be in (0, {_overlap(1.0, dim):.4f}), got {target}")
+    hi = 2.0
+    while _overlap(hi, dim) > target:  # bracket the root: the overlap falls towards 0
         hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if overlap(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return float(brentq(lambda g: _overlap(g, dim) - target, 1.0, hi, xtol=1e-15))
 
 
 def num_levels_from_gamma(
@@ -156,9 +151,12 @@ def langevin_eps_for_steps(sigmas: torch.Tensor, n_steps_each: int) -> float:
     ``a = e sigma_i^2/sigma_L^2``) so that, for Gaussian data, the variance after T steps
     at one level matches the next level's noise:
     ``f(e) = (1 - e/sigma_L^2)^(2T) (gamma^2 - 2e/(sigma_L^2 - sigma_L^2 (1 - e/sigma_L^2)^2))
-    + 2e/(sigma_L^2 - sigma_L^2 (1 - e/sigma_L^2)^2)`` is as close to 1 as it gets (f > 1 for
-    every e > 0, so this is the minimiser of f). The result is converted to the paper's
-    convention (``eps = 2 e``).
+    + 2e/(sigma_L^2 - sigma_L^2 (1 - e/sigma_L^2)^2)`` is as close to 1 as it gets. With
+    ``x = e/sigma_L^2`` in (0, 1) that is ``f = (1-x)^(2T) (gamma^2 - c) + c``, ``c = 2/(2-x)``;
+    f > 1 for every x, so the step is the minimiser of f: the root of
+    ``f'(x) = c^2 (1 - (1-x)^(2T)) / 2 - 2T (1-x)^(2T-1) (gamma^2 - c)``, negative at x = 0 and
+    2 at x = 1, found with Brent's method (:func:`scipy.optimize.brentq`). For T = 1 it is
+    ``x = 1 - 1/gamma^2``. The result is converted to the paper's convention (``eps = 2 e``).
 
     Args:
         sigmas: The noise levels, descending, shape (L,).
@@ -170,27 +168,18 @@ def langevin_eps_for_steps(sigmas: torch.Tensor, n_steps_each: int) -> float:
     s = [float(v) for v in sigmas]
     if len(s) < 2:
         raise ConfigError("need at least two noise levels to derive a Langevin step")
-    gamma = s[0] / s[1]
-    sl2 = s[-1] ** 2
+    gamma2 = (s[0] / s[1]) ** 2
+    if not gamma2 > 1:
+        raise ConfigError(f"noise levels must be descending, got sigma_1={s[0]}, sigma_2={s[1]}")
     t = int(n_steps_each)
     if t < 1:
         raise ConfigError(f"n_steps_each must be >= 1, got {n_steps_each}")
 
-    def f(e: float) -> float:
-        r = 1.0 - e / sl2
-        tail = 2.0 * e / (sl2 - sl2 * r * r)
-        return r ** (2 * t) * (gamma**2 - tail) + tail
+    def slope(x: float) -> float:  # f'(x)
+        c = 2.0 / (2.0 - x)
+        return c * c * (1.0 - (1.0 - x) ** (2 * t)) / 2.0 - 2 * t * (1.0 - x) ** (2 * t - 1) * (
+            gamma2 - c
+        )
 
-    # f(0+) = gamma^2 and f > 1 for every e in (0, sigma_L^2): NCSNv2 takes the e that brings f
-    # closest to 1, i.e. the minimiser of f. Grid search in log space, then golden-section refine.
-    grid = [sl2 * 10 ** (-12 + 12 * k / 2000) for k in range(2000)]
-    k = min(range(len(grid)), key=lambda j: f(grid[j]))
-    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
-    phi = (math.sqrt(5.0) - 1.0) / 2.0
-    for _ in range(100):
-        a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
-        if f(a) < f(b):
-            hi = b
-        else:
-            lo = a
-    return 2.0 * 0.5 * (lo + hi)
+    x = brentq(slope, 0.0, 1.0, xtol=1e-15)
+    return 2.0 * x * s[-1] ** 2

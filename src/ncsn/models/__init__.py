@@ -165,6 +165,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 def has_discrete_sigmas(name: str) -> bool:
     """Whether model ``name`` knows only its L training levels (the paper's ``ncsn`` maps any
-    sigma to the nearest one), so that samplers must use only those levels."""
+    sigma to the nearest one), so that samplers use only those levels and training draws
+    only them (:func:`ncsn.edm.draw_training_sigmas`)."""
     entry = _REGISTRY.get(str(name).lower())
     return bool(entry and getattr(entry[0], "discrete_sigmas", False))

@@ -417,10 +417,6 @@ def _check_outputs_apart(a, outputs: dict, more_inputs: dict | None = None) -> N
     check_outputs_apart(outputs, inputs)
 
 
-def _grid_scale(cfg) -> int:
-    return max(1, 128 // cfg.data.image_size // 2)
-
-
 def _cmd_sample(a) -> int:
     from ncsn.api import sample, sampler_settings
     from ncsn.imaging import save_gif, save_image_grid, save_npz
@@ -437,9 +433,9 @@ def _cmd_sample(a) -> int:
         record = max(1, sampler_settings(cfg)["nfe"] // 50)
     res = sample(model, cfg, a.n, seed=a.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
-    save_image_grid(x, a.out, nrow=a.nrow, scale=_grid_scale(cfg))
+    save_image_grid(x, a.out, nrow=a.nrow)
     if a.gif:
-        save_gif([f.clamp(0, 1) for f in traj], a.gif, nrow=a.nrow, scale=_grid_scale(cfg))
+        save_gif([f.clamp(0, 1) for f in traj], a.gif, nrow=a.nrow)
     if a.save_npz:
         save_npz(a.save_npz, x)
     print(
@@ -466,7 +462,6 @@ def _reference_images(spec: str | None, cfg, n: int, split_default: str = "test"
         split=split,
         image_size=cfg.data.image_size,
         channels=cfg.data.channels,
-        random_flip=False,
         val_size=cfg.data.val_size,
     )
     images, labels = as_tensor(ds)
@@ -477,8 +472,9 @@ def _cmd_inpaint(a) -> int:
     import torch
 
     from ncsn.api import inpaint
-    from ncsn.imaging import make_mask, save_image_grid
+    from ncsn.imaging import save_image_grid
     from ncsn.io import check_output_path
+    from ncsn.masks import make_mask
 
     check_output_path(a.out, what="--out")
     mask_file = a.mask if Path(a.mask).suffix or Path(a.mask).exists() else None
@@ -492,7 +488,7 @@ def _cmd_inpaint(a) -> int:
     out = inpaint(model, cfg, images, mask, n_completions=a.completions, seed=a.seed)
     occluded = images * mask + 0.5 * (1 - mask)
     rows = torch.cat([occluded[:, None], out, images[:, None]], dim=1)  # the paper's Fig. 6
-    save_image_grid(rows.reshape(-1, *shape), a.out, nrow=a.completions + 2, scale=_grid_scale(cfg))
+    save_image_grid(rows.reshape(-1, *shape), a.out, nrow=a.completions + 2)
     print(f"wrote {a.out}: rows of occluded input, {a.completions} completions, original")
     return 0
 
@@ -754,11 +750,10 @@ def _cmd_techniques(a) -> int:
         split="train",
         image_size=d.image_size,
         channels=d.channels,
-        random_flip=False,
         val_size=d.val_size,
     )
     idx = torch.linspace(0, len(ds) - 1, min(len(ds), a.max_points)).round().long().unique()
-    images = ds.get_batch(idx, augment=False)[0]
+    images = ds.get_batch(idx)[0]
     dim = int(images[0].numel())
     s1 = round(sigma_max_from_data(images, max_points=a.max_points), 4)
     L = num_levels_from_gamma(s1, cfg.model.sigma_min, dim)

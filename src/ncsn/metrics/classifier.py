@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from ncsn.errors import DataError, ShapeError
@@ -144,17 +145,20 @@ class DigitClassifier(nn.Module):
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (zero fill), for augmentation."""
+    """Translate each image by up to ``max_shift`` pixels (zero fill), for augmentation.
+
+    torchvision's ``crop`` at an offset of ``-max_shift .. max_shift`` pixels (it fills the
+    outside with zeros); the offsets come from ``generator``, all rows first, then all
+    columns, so the shipped classifiers retrain to the same weights.
+    """
     if max_shift <= 0:
         return x
     n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, 1, h, w + 2 * max_shift)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, 1, h, w)
-    return out.gather(3, cols)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift
+    return torch.stack(
+        [TF.crop(img, int(t), int(s), h, w) for img, t, s in zip(x, dy, dx, strict=True)]
+    )
 
 
 @torch.no_grad()

@@ -403,3 +403,17 @@ def test_celeba_crop_resize_and_splits(tmp_path, monkeypatch):
     assert x.shape == (3, 16, 16) and y == -1
     assert float(x.min()) > 0.7  # only the central 140x140 crop is kept
     assert train.get_batch([0])[0].shape == (1, 3, 32, 32)
+
+
+def test_loading_digits_and_training_modules_do_not_import_torchvision():
+    """torchvision costs seconds to import; only torchvision data sets, resizing, decoding
+    files and writing grids load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ncsn.data, ncsn.training, ncsn.imaging, ncsn.metrics.evaluate; "
+        "ncsn.data.get_dataset('digits'); print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ncsn.errors import DataError
 
@@ -142,6 +140,9 @@ def load_image(
         DataError: Unreadable or truncated file, a decompression bomb, or pixel values out of
             range, naming the file.
     """
+    from torchvision.transforms import InterpolationMode  # imported when first used: slow
+    from torchvision.transforms.v2 import functional as TF
+
     with open_image(path) as im:  # decoding errors inside are reported naming the file
         im = to_8bit(im, path).convert("RGB" if channels == 3 else "L")
         w, h = im.size

@@ -4,6 +4,8 @@ Grids are tiled by torchvision's ``make_grid`` and upscaled by one rule (:func:`
 All writers check the output folder first (:func:`ncsn.io.check_output_path`) and write
 atomically (:func:`ncsn.io.atomic_write`). Images are float tensors (N, C, H, W) in [0, 1].
 Decoding image files is :mod:`ncsn.decode`'s job, inpainting masks :mod:`ncsn.masks`'.
+torchvision is imported when a grid is first made (importing it costs most of what importing
+``torch`` does), so commands that write no image do not pay for it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.utils
 from PIL import Image
-from torchvision.transforms.v2.functional import to_pil_image
 
 from ncsn.errors import ConfigError, DataError
 from ncsn.io import atomic_write, check_output_path
@@ -61,6 +61,8 @@ def make_grid(
     images = images.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
     if n == 1:
         return F.pad(images[0], (padding,) * 4, value=float(pad_value))
+    import torchvision.utils
+
     nrow = max(1, min(n, nrow or math.ceil(math.sqrt(n))))
     grid = torchvision.utils.make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
     return grid[:c]
@@ -86,6 +88,8 @@ def grid_to_pil(grid: torch.Tensor, *, scale: int = 1) -> Image.Image:
         raise ValueError(f"expected an image (C, H, W) with 1, 3 or 4 channels, got {grid.shape}")
     if int(scale) < 1:
         raise ConfigError(f"image scale must be a positive integer, got {scale!r}")
+    from torchvision.transforms.v2.functional import to_pil_image
+
     im = to_pil_image((grid.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8))
     if scale > 1:
         im = im.resize((im.width * int(scale), im.height * int(scale)), Image.Resampling.NEAREST)

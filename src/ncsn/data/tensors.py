@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ncsn.data.datasets import TensorImageDataset
 from ncsn.data.records import DatasetRecord, LoadRequest
@@ -53,6 +51,9 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     """
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
+    from torchvision.transforms import InterpolationMode  # imported when first used: slow
+    from torchvision.transforms.v2 import functional as TF
+
     out = []
     for chunk in x.split(_CHUNK):
         y = TF.resize(

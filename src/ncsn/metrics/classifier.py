@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from ncsn.errors import DataError, ShapeError
@@ -153,6 +152,8 @@ def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -
     """
     if max_shift <= 0:
         return x
+    from torchvision.transforms.v2 import functional as TF  # imported when first used: slow
+
     n, _, h, w = x.shape
     dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift
     dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift

@@ -19,7 +19,7 @@ evaluate() { # NAME RUN N_EVAL N_SAMPLERS
   /usr/bin/time -f "sample: %e s" "$BIN/ncsn" sample --checkpoint "$run" --n "$n" --seed 0 \
     --nrow 20 --out "$OUT/$name/samples.png" --save-npz "$run/eval_samples.npz"
   "$BIN/python" -c "import sys; from ncsn.imaging import load_npz, save_image_grid as g; \
-x = load_npz(sys.argv[1])[:100]; g(x, sys.argv[2], nrow=10, scale=max(1, 56 // x.shape[-1]))" \
+x = load_npz(sys.argv[1])[:100]; g(x, sys.argv[2], nrow=10)" \
     "$run/eval_samples.npz" "$OUT/$name/samples_100.png"
   /usr/bin/time -f "eval vs test: %e s" "$BIN/ncsn" eval --checkpoint "$run" \
     --samples "$run/eval_samples.npz" --n "$n" --metrics "$METRICS" --ref-split test \

@@ -29,7 +29,7 @@ run = sys.argv[1]
 _, cfg = load_checkpoint(run)
 d = cfg.data
 load = lambda split: as_tensor(get_dataset(d.dataset, root=d.root, split=split,
-    image_size=d.image_size, channels=d.channels, val_size=d.val_size, random_flip=False))[0]
+    image_size=d.image_size, channels=d.channels, val_size=d.val_size))[0]
 held = torch.cat([load("val"), load("test")])
 train = load("train")
 pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:1000]

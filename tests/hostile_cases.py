@@ -392,7 +392,7 @@ DATA = [
 
 
 def _assert_white(env: Env) -> None:
-    from ncsn.imaging import load_image
+    from ncsn.decode import load_image
 
     assert load_image(env.tmp / "images" / "clear.png", channels=1).eq(255).all()
 

@@ -11,17 +11,20 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from ncsn.api import known_shape
 from ncsn.data import (
+    DATASETS,
     DatasetInfo,
+    DatasetRecord,
+    TensorImageDataset,
     as_tensor,
     dataset_info,
+    dataset_names,
     get_dataset,
-    postprocess,
-    preprocess,
-    random_hflip,
     wrap_dataset,
 )
 from ncsn.errors import ConfigError, DataError
+from ncsn.transforms import postprocess, preprocess, random_hflip
 
 SHARED = Path(
     os.environ.get("NCSN_SHARED_DATA")
@@ -67,7 +70,8 @@ def test_digits_items_shape_range_labels():
     assert float(images.min()) == 0.0 and float(images.max()) == 1.0
     assert labels.dtype == torch.int64 and set(labels.tolist()) == set(range(10))
     assert (ds.channels, ds.image_size, ds.num_classes) == (1, 8, 10)
-    assert ds.in_memory and not ds.random_flip
+    assert isinstance(ds, TensorImageDataset)
+    assert torch.equal(ds[5][0], images[5])  # items are the stored images, never flipped
 
 
 def test_digits_as_tensor_is_a_copy():
@@ -90,19 +94,14 @@ def test_digits_val_size_options():
         get_dataset("digits", val_size=5000)
 
 
-def test_digits_resize_channels_and_flip():
-    ds = get_dataset("digits", image_size=16, channels=3, random_flip=True)
+def test_digits_resize_and_channels():
+    ds = get_dataset("digits", image_size=16, channels=3)
     x, _ = ds[3]
     assert x.shape == (3, 16, 16)
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    images, _ = ds.get_batch([0, 1, 2], augment=False)
-    assert images.shape == (3, 3, 16, 16)
-    g = torch.Generator().manual_seed(0)
-    flipped, _ = ds.get_batch(list(range(64)), generator=g)
-    plain, _ = ds.get_batch(list(range(64)), augment=False)
-    same = (flipped == plain).flatten(1).all(1)
-    mirrored = (flipped == plain.flip(-1)).flatten(1).all(1)
-    assert bool((same | mirrored).all()) and not bool(same.all())
+    images, labels = ds.get_batch([0, 1, 3])
+    assert images.shape == (3, 3, 16, 16) and torch.equal(images[2], x)
+    assert labels.tolist() == [ds[i][1] for i in (0, 1, 3)]
 
 
 def test_digits_dataloader_batches():
@@ -128,6 +127,22 @@ def test_dataset_info_builtin():
     assert dataset_info("mnist").image_size == 28
     assert dataset_info("cifar10", image_size=64).image_size == 64
     assert dataset_info("celeba").channels == 3
+    assert dataset_names() == (*DATASETS, "folder:PATH")
+
+
+def test_a_new_data_set_is_one_record_and_one_loader(monkeypatch):
+    def load_toy(record, request):
+        images = torch.arange(2 * 16, dtype=torch.float32).view(2, 1, 4, 4) / 31
+        return TensorImageDataset(images, name=record.name, num_classes=record.num_classes)
+
+    toy = DatasetRecord("toy", 1, 4, 2, ("train",), True, load_toy, aliases=("toy-set",))
+    monkeypatch.setitem(DATASETS, "toy", toy)
+    assert len(get_dataset("Toy-Set")) == 2
+    assert dataset_info("toy") == DatasetInfo("toy", 1, 4, 2) == toy.info
+    assert known_shape("toy") == (1, 4)
+    assert "toy" in dataset_names()
+    with pytest.raises(DataError, match="no split 'test'"):
+        get_dataset("toy", split="test")
 
 
 # ----------------------------------------------------------------------------- torchvision
@@ -384,8 +399,21 @@ def test_celeba_crop_resize_and_splits(tmp_path, monkeypatch):
     val = get_dataset("celeba", root=tmp_path, split="val", val_size=2)
     test = get_dataset("celeba", root=tmp_path, split="test", image_size=16)
     assert (len(train), len(val), len(test)) == (8, 2, 2)
-    assert train.random_flip and not test.random_flip
     x, y = test[0]
     assert x.shape == (3, 16, 16) and y == -1
     assert float(x.min()) > 0.7  # only the central 140x140 crop is kept
-    assert train.get_batch([0], augment=False)[0].shape == (1, 3, 32, 32)
+    assert train.get_batch([0])[0].shape == (1, 3, 32, 32)
+
+
+def test_loading_digits_and_training_modules_do_not_import_torchvision():
+    """torchvision costs seconds to import; only torchvision data sets, resizing, decoding
+    files and writing grids load it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ncsn.data, ncsn.training, ncsn.imaging, ncsn.metrics.evaluate; "
+        "ncsn.data.get_dataset('digits'); print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

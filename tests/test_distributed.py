@@ -105,7 +105,7 @@ def test_ranks_read_disjoint_slices_of_the_same_global_batch():
         def __len__(self):
             return 10
 
-        def get_batch(self, idx, augment):
+        def get_batch(self, idx):
             return torch.as_tensor(idx).float(), None
 
     def batches(rank, world):

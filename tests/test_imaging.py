@@ -9,16 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from ncsn.data.tensors import convert_channels, resize_images
 from ncsn.errors import DataError, NCSNError
-from ncsn.imaging import (
-    convert_channels,
-    load_npz,
-    make_grid,
-    resize_images,
-    save_gif,
-    save_image_grid,
-    save_npz,
-)
+from ncsn.imaging import grid_scale, load_npz, make_grid, save_gif, save_image_grid, save_npz
 
 
 @pytest.mark.parametrize(
@@ -66,7 +59,9 @@ def test_save_gif_frames(tmp_path):
     path = save_gif(frames, tmp_path / "a.gif", nrow=2, duration_ms=50, final_hold_ms=700)
     with Image.open(path) as im:
         assert im.n_frames == 5
-        assert im.size == tuple(reversed(make_grid(frames[0], nrow=2).shape[1:]))
+        side = grid_scale(8)  # the default upscaling of 8x8 images
+        assert side == 8
+        assert im.size == tuple(side * s for s in reversed(make_grid(frames[0], nrow=2).shape[1:]))
         im.seek(4)
         assert im.info["duration"] == 700
     stacked = torch.rand(3, 2, 3, 6, 6)

@@ -30,8 +30,10 @@ from hostile_inputs import (
 from ncsn.cli import main, subcommand_parsers
 from ncsn.config import apply_overrides, config_from_dict, load_config
 from ncsn.data import as_tensor, get_dataset
+from ncsn.decode import load_image
 from ncsn.errors import CheckpointError, ConfigError, DataError
-from ncsn.imaging import load_image, load_npz, make_mask
+from ncsn.imaging import load_npz
+from ncsn.masks import make_mask
 from ncsn.yamlio import MAX_SIZE, load_yaml
 
 from helpers import tiny_config

@@ -120,11 +120,10 @@ def known_shape(dataset: str | None) -> tuple[int | None, int | None]:
     """``(channels, image_size)`` of a built-in data set from the data table, without reading
     any data (digits 1x8, mnist and fashion_mnist 1x28, cifar10 3x32, celeba 3x32 before a
     config's ``data.image_size``); ``(None, None)`` for folders and unknown names."""
-    from ncsn.data import _ALIASES, _BUILTIN
+    from ncsn.data import find_dataset
 
-    key = str(dataset).strip().lower()
-    row = _BUILTIN.get(_ALIASES.get(key, key))
-    return (None, None) if row is None else (int(row[2]), int(row[3]))
+    record = find_dataset(dataset)
+    return (None, None) if record is None else (record.channels, record.image_size)
 
 
 def build_model(

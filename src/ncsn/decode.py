@@ -1,7 +1,9 @@
 """Decoding image files safely: bombs refused, 16-bit and float scaled, alpha composited.
 
 Every image file ncsn reads (image folders, CelebA, inpainting masks) is opened with
-:func:`open_image` and brought to 8 bits per channel with :func:`to_8bit`.
+:func:`open_image` and brought to 8 bits per channel with :func:`to_8bit`; data sets decode
+files to tensors with :func:`load_image`. :data:`READ_ERRORS` is the one tuple of errors that
+mean "this file is not a readable image".
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from ncsn.errors import DataError
 
-__all__ = ["open_image", "to_8bit", "is_colour", "READ_ERRORS"]
+__all__ = ["open_image", "to_8bit", "is_colour", "load_image", "READ_ERRORS"]
 
 READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -115,3 +118,37 @@ def is_colour(im: Image.Image) -> bool:
         pal = np.asarray(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)
         return bool((pal != pal[:, :1]).any())
     return im.mode in _COLOUR_MODES
+
+
+def load_image(
+    path: str | Path, *, channels: int, size: int | None = None, crop: int | None = None
+) -> torch.Tensor:
+    """Decode an image file to uint8 (C, H, W).
+
+    Args:
+        path: Image file.
+        channels: 1 (converted to "L") or 3 (converted to "RGB").
+        size: Output side; a non-square image is centre-cropped to a square first.
+        crop: Centre-crop to this side before resizing (CelebA: 140).
+
+    Returns:
+        uint8 tensor (channels, H, W). 16-bit and float images are scaled by their range and
+        transparency is composited on white (see :func:`to_8bit`); crop and resize are
+        torchvision's on the PIL image (PIL's bilinear filter).
+
+    Raises:
+        DataError: Unreadable or truncated file, a decompression bomb, or pixel values out of
+            range, naming the file.
+    """
+    from torchvision.transforms import InterpolationMode  # imported when first used: slow
+    from torchvision.transforms.v2 import functional as TF
+
+    with open_image(path) as im:  # decoding errors inside are reported naming the file
+        im = to_8bit(im, path).convert("RGB" if channels == 3 else "L")
+        w, h = im.size
+        side = min(crop or min(w, h), w, h)
+        if (crop or size is not None) and (side != w or side != h):
+            im = TF.center_crop(im, [side, side])
+        if size is not None and im.size != (size, size):
+            im = TF.resize(im, [size, size], interpolation=InterpolationMode.BILINEAR)
+        return TF.pil_to_tensor(im).contiguous()

@@ -82,7 +82,7 @@ def resolve_data_statistics(cfg: Config, train_ds: Any) -> Config:
         return cfg
     n = len(train_ds)
     idx = torch.linspace(0, n - 1, min(n, _MAX_STAT_IMAGES)).round().long().unique()
-    images = train_ds.get_batch(idx, augment=False)[0]
+    images = train_ds.get_batch(idx)[0]
     images = preprocess(images, dequantize=False, logit=cfg.data.logit_transform)
     mean, sd = data_statistics(images)
     model = dataclasses.replace(

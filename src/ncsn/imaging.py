@@ -1,9 +1,11 @@
-"""Image files in and out: grids, PNG and GIF output, sample ``.npz`` files, image folders.
+"""Image files out (and samples in): grids as PNG and GIF, sample ``.npz`` files.
 
-Inpainting masks live in :mod:`ncsn.masks` (re-exported here).
-
+Grids are tiled by torchvision's ``make_grid`` and upscaled by one rule (:func:`grid_scale`).
 All writers check the output folder first (:func:`ncsn.io.check_output_path`) and write
 atomically (:func:`ncsn.io.atomic_write`). Images are float tensors (N, C, H, W) in [0, 1].
+Decoding image files is :mod:`ncsn.decode`'s job, inpainting masks :mod:`ncsn.masks`'.
+torchvision is imported when a grid is first made (importing it costs most of what importing
+``torch`` does), so commands that write no image do not pay for it.
 """
 
 from __future__ import annotations
@@ -18,50 +20,27 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ncsn.decode import is_colour, open_image, to_8bit
 from ncsn.errors import ConfigError, DataError
 from ncsn.io import atomic_write, check_output_path
-from ncsn.masks import MASK_SPECS, make_mask
 from ncsn.memory import available_bytes, format_bytes
 
 __all__ = [
-    "MASK_SPECS",
     "make_grid",
+    "grid_scale",
     "grid_to_pil",
     "save_image_grid",
     "save_gif",
-    "make_mask",
     "save_npz",
     "load_npz",
-    "load_image",
-    "open_image",
-    "to_8bit",
-    "to_image_tensor",
-    "is_colour",
-    "convert_channels",
-    "resize_images",
-    "scan_image_folder",
-    "IMAGE_EXTENSIONS",
 ]
 
-IMAGE_EXTENSIONS = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".ppm",
-    ".pgm",
-)
+_GRID_SIDE = 64  # small images are upscaled to about this many pixels a side
 
 
 def make_grid(
     images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0
 ) -> torch.Tensor:
-    """Tile a batch of images into one image.
+    """Tile a batch of images into one image (torchvision's ``make_grid``, clamped first).
 
     Args:
         images: (N, C, H, W) or a single (C, H, W) image, values in [0, 1] (clamped).
@@ -71,32 +50,35 @@ def make_grid(
 
     Returns:
         Tensor (C, rows * (H + padding) + padding, nrow * (W + padding) + padding) with
-        ``rows = ceil(N / nrow)``.
+        ``rows = ceil(N / nrow)``; a single image gets its border too, and gray stays one
+        channel (torchvision returns one image unpadded and gray as RGB).
     """
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"make_grid expects (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
-    n, c, h, w = images.shape
-    nrow = max(1, min(n, nrow or math.ceil(math.sqrt(n))))
-    rows = math.ceil(n / nrow)
-    grid = torch.full(
-        (c, rows * (h + padding) + padding, nrow * (w + padding) + padding),
-        float(pad_value),
-        dtype=torch.float32,
-    )
+    n, c = int(images.shape[0]), int(images.shape[1])
     images = images.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
-    for k in range(n):
-        top, left = padding + (k // nrow) * (h + padding), padding + (k % nrow) * (w + padding)
-        grid[:, top : top + h, left : left + w] = images[k]
-    return grid.clamp(0.0, 1.0)
+    if n == 1:
+        return F.pad(images[0], (padding,) * 4, value=float(pad_value))
+    import torchvision.utils
+
+    nrow = max(1, min(n, nrow or math.ceil(math.sqrt(n))))
+    grid = torchvision.utils.make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    return grid[:c]
+
+
+def grid_scale(image_size: int) -> int:
+    """The nearest-neighbour upscaling of sample grids: ``max(1, 64 // image_size)`` (8 for
+    8x8 digits, 2 for 28x28 MNIST and 32x32 CIFAR-10, 1 from 33 pixels up)."""
+    return max(1, _GRID_SIDE // int(image_size))
 
 
 def grid_to_pil(grid: torch.Tensor, *, scale: int = 1) -> Image.Image:
     """Convert a (C, H, W) image in [0, 1] to a PIL image ("L", "RGB" or "RGBA").
 
     Args:
-        grid: Image with 1, 3 or 4 channels.
+        grid: Image with 1, 3 or 4 channels; values are rounded to the nearest of 0..255.
         scale: Integer nearest-neighbour upscaling factor.
 
     Returns:
@@ -106,10 +88,9 @@ def grid_to_pil(grid: torch.Tensor, *, scale: int = 1) -> Image.Image:
         raise ValueError(f"expected an image (C, H, W) with 1, 3 or 4 channels, got {grid.shape}")
     if int(scale) < 1:
         raise ConfigError(f"image scale must be a positive integer, got {scale!r}")
-    arr = (grid.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    arr_np = arr.permute(1, 2, 0).numpy()
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[arr_np.shape[2]]
-    im = Image.fromarray(arr_np[:, :, 0] if mode == "L" else arr_np, mode=mode)
+    from torchvision.transforms.v2.functional import to_pil_image
+
+    im = to_pil_image((grid.detach().cpu().float().clamp(0, 1) * 255.0).round().to(torch.uint8))
     if scale > 1:
         im = im.resize((im.width * int(scale), im.height * int(scale)), Image.Resampling.NEAREST)
     return im
@@ -121,7 +102,7 @@ def save_image_grid(
     *,
     nrow: int | None = None,
     padding: int = 2,
-    scale: int = 1,
+    scale: int | None = None,
 ) -> Path:
     """Save a batch as one PNG grid.
 
@@ -130,12 +111,13 @@ def save_image_grid(
         path: Output PNG file; its folder must exist.
         nrow: Images per row (default ``ceil(sqrt(N))``).
         padding: Pixels between images.
-        scale: Nearest-neighbour upscaling (e.g. 4 for 8x8 digits).
+        scale: Nearest-neighbour upscaling (default :func:`grid_scale` of the image side).
 
     Returns:
         The written path.
     """
     path = check_output_path(path, what="image file")
+    scale = grid_scale(images.shape[-1]) if scale is None else scale
     im = grid_to_pil(make_grid(images, nrow=nrow, padding=padding), scale=scale)
     with atomic_write(path, "wb") as f:
         im.save(f, format="PNG")
@@ -148,7 +130,7 @@ def save_gif(
     *,
     nrow: int | None = None,
     duration_ms: int = 100,
-    scale: int = 1,
+    scale: int | None = None,
     final_hold_ms: int = 1000,
 ) -> Path:
     """Save an animation of image grids (e.g. the course of Langevin sampling) as a GIF.
@@ -158,7 +140,7 @@ def save_gif(
         path: Output GIF file; its folder must exist.
         nrow: Images per row of each grid.
         duration_ms: Display time of each frame.
-        scale: Nearest-neighbour upscaling.
+        scale: Nearest-neighbour upscaling (default :func:`grid_scale` of the image side).
         final_hold_ms: Display time of the last frame (at least ``duration_ms``).
 
     Returns:
@@ -167,6 +149,7 @@ def save_gif(
     path = check_output_path(path, what="GIF file")
     if len(frames) == 0:
         raise ValueError("save_gif needs at least one frame")
+    scale = grid_scale(frames[0].shape[-1]) if scale is None else scale
     ims = [grid_to_pil(make_grid(f, nrow=nrow), scale=scale) for f in frames]
     durations = [int(duration_ms)] * len(ims)
     durations[-1] = max(int(duration_ms), int(final_hold_ms))
@@ -276,169 +259,3 @@ def _check_npz(path: Path, key: str) -> None:
             f"{path}: {key!r} is an array of shape {tuple(shape)} ({dtype}); reading it needs "
             f"{format_bytes(need)} but {format_bytes(free)} is free; give fewer samples"
         )
-
-
-def load_image(
-    path: str | Path, *, channels: int, size: int | None = None, crop: int | None = None
-) -> torch.Tensor:
-    """Decode an image file to uint8 (C, H, W).
-
-    Args:
-        path: Image file.
-        channels: 1 (converted to "L") or 3 (converted to "RGB").
-        size: Output side; a non-square image is centre-cropped to a square first.
-        crop: Centre-crop to this side before resizing (CelebA: 140).
-
-    Returns:
-        uint8 tensor (channels, H, W). 16-bit and float images are scaled by their range and
-        transparency is composited on white (see :func:`to_8bit`).
-
-    Raises:
-        DataError: Unreadable or truncated file, a decompression bomb, or pixel values out of
-            range, naming the file.
-    """
-    with open_image(path) as im:  # decoding errors inside are reported naming the file
-        im = to_8bit(im, path).convert("RGB" if channels == 3 else "L")
-        w, h = im.size
-        side = min(crop or min(w, h), w, h)
-        if (crop or size is not None) and (side != w or side != h):
-            left, top = int(round((w - side) / 2.0)), int(round((h - side) / 2.0))
-            im = im.crop((left, top, left + side, top + side))
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-        arr = np.array(im, dtype=np.uint8)
-    t = torch.from_numpy(arr)
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-
-
-def to_image_tensor(x: Any, *, what: str = "image") -> torch.Tensor:
-    """Convert a PIL image, numpy array or tensor to float32 (C, H, W).
-
-    uint8 data is scaled by 1/255; (H, W) gets one channel; numpy (H, W, C) is transposed.
-
-    Args:
-        x: The image.
-        what: How the image is named in error messages.
-
-    Returns:
-        Float32 tensor (C, H, W) with 1 to 4 channels (values not checked).
-
-    Raises:
-        DataError: Unsupported type or a shape that is not image-like.
-    """
-    if isinstance(x, Image.Image):
-        x = np.asarray(to_8bit(x, what))
-    if isinstance(x, np.ndarray):
-        if x.ndim == 3 and x.shape[-1] in (1, 3, 4) and x.shape[0] not in (1, 3, 4):
-            x = x.transpose(2, 0, 1)
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise DataError(
-            f"{what} is a {type(x).__name__}; expected a tensor, numpy array or PIL image"
-        )
-    x = x.unsqueeze(0) if x.ndim == 2 else x
-    if x.ndim != 3 or x.shape[0] > 4 or min(x.shape) < 1:
-        raise DataError(
-            f"{what} has shape {tuple(x.shape)}; expected an image (C, H, W) with 1 or 3 "
-            "channels, or (H, W)"
-        )
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-
-
-def _list_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
-    files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and p.is_file()
-    )
-    if not files:
-        raise DataError(
-            f"image folder {folder} has no image files ({', '.join(IMAGE_EXTENSIONS)}); "
-            "point to a folder of images or of class sub-folders"
-        )
-    classes = sorted({p.relative_to(folder).parts[0] for p in files if p.parent != folder})
-    index = {c: i for i, c in enumerate(classes)}
-    labels = [-1 if p.parent == folder else index[p.relative_to(folder).parts[0]] for p in files]
-    return files, labels, classes
-
-
-def scan_image_folder(
-    folder: Path, image_size: int | None, channels: int | None
-) -> tuple[list[Path], list[int], list[str], int, int]:
-    """List an image folder (flat or one sub-folder per class) and check its images' headers.
-
-    Args:
-        folder: The folder; files in hidden folders and with unknown extensions are skipped.
-        image_size: The requested side; when ``None`` all images must share one square size.
-        channels: The requested channels; when ``None``, 3 if any image is colour else 1.
-
-    Returns:
-        ``(files, labels, classes, channels, image_size)``; labels index the sorted class
-        sub-folders, −1 for files directly in ``folder``.
-
-    Raises:
-        DataError: No images, an unreadable file, or differing sizes without ``image_size``.
-    """
-    files, labels, classes = _list_images(folder)
-    sizes: dict[tuple[int, int], Path] = {}
-    colour = False
-    for path in files:
-        with open_image(path) as im:
-            sizes.setdefault(im.size, path)
-            colour = colour or (channels is None and is_colour(im))
-    if image_size is None:
-        if len(sizes) > 1:
-            (s1, f1), (s2, f2) = list(sizes.items())[:2]
-            raise DataError(
-                f"images in {folder} differ in size: {f1} is {s1[0]}x{s1[1]}, {f2} is "
-                f"{s2[0]}x{s2[1]}; give an image size to resize them (ncsn train --set "
-                "data.image_size=N)"
-            )
-        (w, h), f1 = next(iter(sizes.items()))
-        if w != h:
-            raise DataError(
-                f"images in {folder} are {w}x{h}, not square (e.g. {f1}); pass "
-                "an image size to crop and resize them (ncsn train --set data.image_size=N)"
-            )
-        image_size = w
-    return files, labels, classes, channels or (3 if colour else 1), int(image_size)
-
-
-def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """Convert a batch (N, C, H, W) between gray and RGB.
-
-    Args:
-        x: uint8 or float batch with 1 or 3 channels.
-        channels: 1 (ITU-R 601 luma) or 3 (gray repeated).
-
-    Returns:
-        The batch with ``channels`` channels, same dtype (``x`` itself when unchanged).
-    """
-    if x.shape[1] == channels:
-        return x
-    if channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-    gray = (x.float() * w).sum(1, keepdim=True)
-    return gray.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else gray
-
-
-def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a batch (N, C, H, W) to (N, C, size, size), bilinear with antialiasing.
-
-    Args:
-        x: uint8 (0..255) or float ([0, 1]) batch.
-        size: Output side.
-
-    Returns:
-        The resized batch, same dtype (``x`` itself when already that size).
-    """
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    out = []
-    for chunk in x.split(4096):
-        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True)
-        out.append(y.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else y)
-    return torch.cat(out) if x.dtype == torch.uint8 else torch.cat(out).clamp(0.0, 1.0)

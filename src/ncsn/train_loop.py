@@ -266,8 +266,7 @@ class Loop:
         folder = self.workdir / "samples"
         folder.mkdir(exist_ok=True)
         x = sample(self._eval_model(), self.cfg, 36, seed=0)
-        scale = max(1, 64 // self.cfg.data.image_size)
-        save_image_grid(x, folder / f"step_{self.state.step:08d}.png", nrow=6, scale=scale)
+        save_image_grid(x, folder / f"step_{self.state.step:08d}.png", nrow=6)
 
     def _path(self) -> Path:
         return ckpt.checkpoint_path(self.workdir, self.state.step)

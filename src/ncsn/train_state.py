@@ -108,7 +108,7 @@ class Batches:
         idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         n = self.local_size
-        return self.ds.get_batch(idx[self.rank * n : (self.rank + 1) * n], augment=False)[0]
+        return self.ds.get_batch(idx[self.rank * n : (self.rank + 1) * n])[0]
 
     def state_dict(self) -> dict[str, Any]:
         """Permutation, position and generator state (the checkpoint's ``data`` entry)."""

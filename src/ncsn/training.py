@@ -31,7 +31,7 @@ from ncsn import checkpoint as ckpt
 from ncsn.acceleration import apply_activation_checkpointing, check_precision, compile_or_eager
 from ncsn.api import build_model, model_sigmas
 from ncsn.config import Config, save_config
-from ncsn.data import as_tensor, get_dataset
+from ncsn.data import as_tensor, default_random_flip, get_dataset
 from ncsn.distributed import Dist, init_distributed
 from ncsn.edm import resolve_data_statistics
 from ncsn.errors import NCSNError
@@ -40,7 +40,7 @@ from ncsn.perf import tune_allocator
 from ncsn.train_loop import Interrupted, Loop, NonFiniteError, TrainResult
 from ncsn.train_state import EMA, TrainState, global_batch_size, new_state
 from ncsn.train_step import StepSetup
-from ncsn.workdir import FLIP_BY_DEFAULT, check_disk, prepare_workdir
+from ncsn.workdir import check_disk, prepare_workdir
 
 __all__ = ["train", "TrainResult", "EMA", "resolve_config", "Interrupted", "NonFiniteError"]
 
@@ -51,7 +51,6 @@ def _resolve_data(cfg: Config, dataset):
         root=d.root,
         image_size=d.image_size,
         channels=d.channels,
-        random_flip=False,
         val_size=d.val_size,
     )
     if dataset is not None:
@@ -74,7 +73,7 @@ def resolve_config(cfg: Config, train_ds) -> Config:
         random_flip=bool(
             cfg.data.random_flip
             if cfg.data.random_flip is not None
-            else cfg.data.dataset in FLIP_BY_DEFAULT
+            else default_random_flip(cfg.data.dataset)
         ),
     )
     return resolve_data_statistics(dataclasses.replace(cfg, data=data), train_ds)

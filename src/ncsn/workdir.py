@@ -40,7 +40,6 @@ __all__ = [
     "run_config",
 ]
 
-FLIP_BY_DEFAULT = ("cifar10", "celeba")  # the paper flips these horizontally
 RUN_FILES = ("config.yaml", "checkpoints", "metrics.jsonl", "samples", "tb")
 MARKER = ".ncsn-run"
 _TMP = r"\.[A-Za-z0-9_]+\.tmp"

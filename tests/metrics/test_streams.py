@@ -75,11 +75,12 @@ def test_content_digest_follows_content_not_source(tmp_path):
 
 def test_dataset_subset_matches_evaluate_reference():
     from ncsn.data import get_dataset
-    from ncsn.metrics.evaluate import load_reference_images
+    from ncsn.metrics.context import subset_images
 
-    stream = from_dataset(get_dataset("digits", split="test"), 50)
+    test = get_dataset("digits", split="test")
+    stream = from_dataset(test, 50)
     assert len(stream) == 50 and stream.shape == (1, 8, 8)
-    torch.testing.assert_close(stream.tensor(16), load_reference_images("digits", "test", None, 50))
+    torch.testing.assert_close(stream.tensor(16), subset_images(test, 50))
 
 
 class _FeatureNet(torch.nn.Module):

@@ -7,17 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ncsn.models.layers import (
-    CondInstanceNorm2dPlus,
-    CRPBlock,
-    InstanceNorm2dPlus,
-    MSFBlock,
-    RCUBlock,
-    RefineBlock,
-    ResidualBlock,
-    as_sigma_batch,
-    validate_sigmas,
-)
+from ncsn.models.layers import CondInstanceNorm2dPlus, InstanceNorm2dPlus, ResidualBlock
+from ncsn.models.refine_blocks import CRPBlock, MSFBlock, RCUBlock, RefineBlock
+from ncsn.models.sigma import as_sigma_batch, validate_sigmas
 
 
 def _reference_in_plus(x, gamma, alpha, beta, eps=1e-5):

@@ -58,7 +58,6 @@ def reference_images(
         split=split,
         image_size=cfg.data.image_size,
         channels=cfg.data.channels,
-        random_flip=False,
         val_size=cfg.data.val_size,
     )
     images, labels = as_tensor(ds)
@@ -81,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
     occluded = images * mask + 0.5 * (1 - mask)
     rows = torch.cat([occluded[:, None], out, images[:, None]], dim=1)  # the paper's Fig. 6
     nrow = args.completions + 2
-    save_image_grid(rows.reshape(-1, *shape), args.out, nrow=nrow, scale=trained.grid_scale(cfg))
+    save_image_grid(rows.reshape(-1, *shape), args.out, nrow=nrow)
     print(f"wrote {args.out}: rows of occluded input, {args.completions} completions, original")
     return 0

@@ -44,10 +44,9 @@ def run(args: argparse.Namespace) -> int:
         record = max(1, api.sampler_settings(cfg)["nfe"] // 50)
     res = api.sample(model, cfg, args.n, seed=args.seed, progress=True, record_every=record)
     x, traj = res if record else (res, None)
-    scale = trained.grid_scale(cfg)
-    save_image_grid(x, args.out, nrow=args.nrow, scale=scale)
+    save_image_grid(x, args.out, nrow=args.nrow)
     if args.gif:
-        save_gif([f.clamp(0, 1) for f in traj], args.gif, nrow=args.nrow, scale=scale)
+        save_gif([f.clamp(0, 1) for f in traj], args.gif, nrow=args.nrow)
     if args.save_npz:
         save_npz(args.save_npz, x)
     written = [args.out, args.gif, args.save_npz]

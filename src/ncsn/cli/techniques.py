@@ -46,11 +46,10 @@ def _training_images(cfg: Config, max_points: int) -> torch.Tensor:
         split="train",
         image_size=d.image_size,
         channels=d.channels,
-        random_flip=False,
         val_size=d.val_size,
     )
     idx = torch.linspace(0, len(ds) - 1, min(len(ds), max_points)).round().long().unique()
-    return ds.get_batch(idx, augment=False)[0]
+    return ds.get_batch(idx)[0]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from ncsn.errors import NCSNError
 from ncsn.io import check_outputs_apart
 from ncsn.sampling import sampler_names
 
-__all__ = ["add_sampling", "check_outputs", "grid_scale", "load_model"]
+__all__ = ["add_sampling", "check_outputs", "load_model"]
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
@@ -94,8 +94,3 @@ def check_outputs(args: argparse.Namespace, outputs: dict, more_inputs: dict | N
         for folder in (Path(args.checkpoint) / "checkpoints", Path(args.checkpoint)):
             inputs[f"--checkpoint {folder / 'latest'}"] = folder / "latest"
     check_outputs_apart(outputs, inputs)
-
-
-def grid_scale(cfg: Config) -> int:
-    """Upscaling of saved sample grids: small images are shown larger."""
-    return max(1, 128 // cfg.data.image_size // 2)

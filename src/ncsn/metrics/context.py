@@ -32,7 +32,7 @@ def subset_images(ds, n: int | None) -> torch.Tensor:
     if n is not None and int(n) < len(ds):
         idx = subset_indices(len(ds), n)
         if hasattr(ds, "get_batch"):
-            return ds.get_batch(idx, augment=False)[0]
+            return ds.get_batch(idx)[0]
         return torch.stack([ds[int(i)][0] for i in idx])
     return as_tensor(ds)[0]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ncsn.errors import ConfigError, DataError, ShapeError
-from ncsn.metrics.context import RANDOM_INIT, EvalContext, subset_images
+from ncsn.metrics.context import RANDOM_INIT, EvalContext
 from ncsn.metrics.inception import InceptionExtractor
 from ncsn.metrics.inception_metrics import INCEPTION_METRICS
 from ncsn.metrics.registry import (
@@ -39,32 +39,12 @@ __all__ = [
     "check_metrics",
     "check_samples",
     "evaluate",
-    "load_reference_images",
 ]
 
 log = logging.getLogger(__name__)
 
 ALL_METRICS = metric_names()
 MODEL_ONLY_METRICS = tuple(m for m in ALL_METRICS if SAMPLES not in get_metric(m).needs)
-
-
-def load_reference_images(
-    dataset: str, split: str, data_root: str | os.PathLike | None, n: int | None = None
-) -> torch.Tensor:
-    """Images of a data set split, optionally a fixed random subset of ``n`` of them.
-
-    Args:
-        dataset: Data set name (see :func:`ncsn.data.get_dataset`).
-        split: ``train``, ``val`` or ``test``.
-        data_root: Data root.
-        n: Keep this many images (a subset fixed by seed 0), or all when ``None``.
-
-    Returns:
-        float32 (M, C, H, W) in [0, 1].
-    """
-    from ncsn.data import get_dataset
-
-    return subset_images(get_dataset(dataset, root=data_root, split=split), n)
 
 
 def check_samples(samples: torch.Tensor) -> torch.Tensor:

@@ -118,8 +118,7 @@ def save_neighbour_grid(
         indices: (N, k) neighbour indices from :func:`nearest_neighbours`.
         path: Output PNG; its folder must exist.
         max_rows: Show at most this many samples (the first ones).
-        scale: Nearest-neighbour upscaling (default: 4 for images under 16 pixels, 2 under
-            32, else 1).
+        scale: Nearest-neighbour upscaling (default :func:`ncsn.imaging.grid_scale`).
 
     Returns:
         The written path.
@@ -131,7 +130,4 @@ def save_neighbour_grid(
         tiles.append(samples[r : r + 1].cpu().float())
         tiles.append(train_images[indices[r].cpu()].cpu().float())
     grid = torch.cat(tiles)
-    if scale is None:
-        side = int(samples.shape[-1])
-        scale = 4 if side < 16 else 2 if side < 32 else 1
     return save_image_grid(grid, path, nrow=k + 1, scale=scale)

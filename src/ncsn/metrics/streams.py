@@ -210,12 +210,11 @@ def from_dataset(ds, n: int | None = None, source: dict | None = None) -> ImageB
 
     ds = wrap_dataset(ds)
     idx = subset_indices(len(ds), n)
-    side = int(ds.image_size)
-    shape = (int(ds.channels), int(getattr(ds, "height", side)), int(getattr(ds, "width", side)))
+    shape = tuple(int(s) for s in ds[0][0].shape)
 
     def make(bs: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(idx), bs):
-            yield ds.get_batch(idx[start : start + bs], augment=False)[0]
+            yield ds.get_batch(idx[start : start + bs])[0]
 
     return ImageBatches(len(idx), shape, make, source or {"kind": type(ds).__name__})
 

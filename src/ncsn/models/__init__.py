@@ -14,15 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
-from ncsn.models.layers import (
-    CondInstanceNorm2dPlus,
-    CRPBlock,
-    InstanceNorm2dPlus,
-    MSFBlock,
-    RCUBlock,
-    RefineBlock,
-    ResidualBlock,
-)
+from ncsn.models.layers import CondInstanceNorm2dPlus, InstanceNorm2dPlus, ResidualBlock
 from ncsn.models.mlp import ScoreMLP
 from ncsn.models.precond import (
     DEFAULT_DATA_MEAN,
@@ -30,6 +22,7 @@ from ncsn.models.precond import (
     PRECOND_NAMES,
     EDMPrecond,
 )
+from ncsn.models.refine_blocks import CRPBlock, MSFBlock, RCUBlock, RefineBlock
 from ncsn.models.refinenet import NCSN, NCSNv2
 from ncsn.models.unet import UNet
 

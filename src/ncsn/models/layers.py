@@ -16,8 +16,7 @@ callable ``num_features -> nn.Module`` with that signature. The
 RefineNet blocks also accept ``norm=None``: NCSNv2's refine blocks have no normalisation.
 
 The sigma helpers every model uses (schedule validation, broadcasting ``sigma``) live in
-:mod:`ncsn.models.sigma`, the RefineNet blocks in :mod:`ncsn.models.refine_blocks`; both
-are re-exported here.
+:mod:`ncsn.models.sigma`, the RefineNet blocks in :mod:`ncsn.models.refine_blocks`.
 """
 
 from __future__ import annotations
@@ -30,32 +29,13 @@ from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
 from ncsn.models.fused import instance_norm_plus, mean_pool2
-from ncsn.models.refine_blocks import CRPBlock, MSFBlock, NormFactory, RCUBlock, RefineBlock
-from ncsn.models.sigma import (
-    SigmaLike,
-    as_sigma_batch,
-    check_positive_sigma,
-    init_score_net,
-    nearest_level,
-    validate_sigmas,
-)
+from ncsn.models.refine_blocks import NormFactory
 
 __all__ = [
-    "NormFactory",
-    "SigmaLike",
-    "as_sigma_batch",
-    "validate_sigmas",
-    "init_score_net",
-    "nearest_level",
-    "check_positive_sigma",
     "SinusoidalEmbedding",
     "CondInstanceNorm2dPlus",
     "InstanceNorm2dPlus",
     "ResidualBlock",
-    "RCUBlock",
-    "MSFBlock",
-    "CRPBlock",
-    "RefineBlock",
 ]
 
 

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
-from ncsn.models.layers import SigmaLike, SinusoidalEmbedding, as_sigma_batch, validate_sigmas
+from ncsn.models.layers import SinusoidalEmbedding
+from ncsn.models.sigma import SigmaLike, as_sigma_batch, validate_sigmas
 
 __all__ = ["ScoreMLP"]
 

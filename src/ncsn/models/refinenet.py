@@ -41,12 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
-from ncsn.models.layers import (
-    CondInstanceNorm2dPlus,
-    InstanceNorm2dPlus,
-    NormFactory,
-    RefineBlock,
-    ResidualBlock,
+from ncsn.models.layers import CondInstanceNorm2dPlus, InstanceNorm2dPlus, ResidualBlock
+from ncsn.models.refine_blocks import NormFactory, RefineBlock
+from ncsn.models.sigma import (
     SigmaLike,
     as_sigma_batch,
     check_positive_sigma,

@@ -40,13 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
-from ncsn.models.layers import (
-    SigmaLike,
-    SinusoidalEmbedding,
-    as_sigma_batch,
-    check_positive_sigma,
-    init_score_net,
-)
+from ncsn.models.layers import SinusoidalEmbedding
+from ncsn.models.sigma import SigmaLike, as_sigma_batch, check_positive_sigma, init_score_net
 
 __all__ = ["UNet"]
 

@@ -17,7 +17,6 @@ names the field. The translated config carries the official sigma schedule, ``st
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from torch import nn
 
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError, NCSNError
+from ncsn.io import sha256_file
 from ncsn.official_format import (
     OfficialState,
     map_official_state,
@@ -312,14 +312,6 @@ def load_official(
     return model.to(device).eval(), cfg
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _create_workdir(out: Path) -> None:
     """Create the run folder; never write into a folder that holds anything."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -374,7 +366,7 @@ def import_official(
         "step": at,
         "model": raw,
         "ema": ema,
-        "imported_from": {"file": str(ckpt.resolve()), "sha256": _sha256(ckpt)},
+        "imported_from": {"file": str(ckpt.resolve()), "sha256": sha256_file(ckpt)},
     }
     written = ck.save_checkpoint(ck.checkpoint_path(out, at), record)
     ck.write_latest(out, written)

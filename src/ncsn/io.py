@@ -7,6 +7,7 @@ a signal leaves either the old file or the complete new one, never a half-writte
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -15,7 +16,13 @@ from pathlib import Path
 
 from ncsn.errors import NCSNError
 
-__all__ = ["WriteError", "atomic_write", "check_output_path", "check_outputs_apart"]
+__all__ = [
+    "WriteError",
+    "atomic_write",
+    "check_output_path",
+    "check_outputs_apart",
+    "sha256_file",
+]
 
 
 class WriteError(NCSNError, OSError):
@@ -177,3 +184,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -17,7 +17,6 @@ names the field. The translated config carries the official sigma schedule, ``st
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from torch import nn
 
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError, NCSNError
+from ncsn.io import sha256_file
 from ncsn.official_format import (
     OfficialState,
     map_official_state,
@@ -143,6 +143,41 @@ def _refuse_unsupported(raw: dict[str, Any], where: Path) -> None:
         raise ConfigError(f"{where}: training.algo: {algo!r} is not supported (dsm, ssm)")
 
 
+def _official_training(raw: dict[str, Any], state: OfficialState, where: Path) -> dict:
+    """The ``training`` section: loss, anneal power, EMA and the optimiser fields that are set."""
+    ema = state.kind == "ncsnv2" and _flag(raw, "model.ema", False, where)
+    training: dict[str, Any] = {
+        "loss": "dsm" if _get(raw, "training.algo", "dsm") == "dsm" else "ssm_vr",
+        "loss_power": _optional(raw, "training.anneal_power", float, 2.0, where),
+        "ema_rate": _optional(raw, "model.ema_rate", float, 0.999, where) if ema else None,
+    }
+    for ours, theirs, kind in (
+        ("batch_size", "training.batch_size", int),
+        ("n_iters", "training.n_iters", int),
+        ("checkpoint_every", "training.snapshot_freq", int),
+        ("n_projections", "training.n_particles", int),
+        ("lr", "optim.lr", float),
+        ("beta1", "optim.beta1", float),
+        ("weight_decay", "optim.weight_decay", float),
+        ("adam_eps", "optim.eps", float),
+    ):
+        if _get(raw, theirs) is not None:
+            training[ours] = _require(raw, theirs, kind, where)
+    return training
+
+
+def _official_sampling(raw: dict[str, Any], state: OfficialState, where: Path) -> dict:
+    """The annealed Langevin settings: v1's fixed ones, v2's from ``sampling.*``."""
+    if state.kind == "ncsn":
+        return dict(_V1_SAMPLING)
+    return {
+        "n_steps_each": _require(raw, "sampling.n_steps_each", int, where),
+        "eps": 2 * _require(raw, "sampling.step_lr", float, where),
+        "denoise": _flag(raw, "sampling.denoise", True, where),
+        "batch_size": _optional(raw, "sampling.batch_size", int, 100, where),
+    }
+
+
 def official_config(raw: dict[str, Any], state: OfficialState, where: Path) -> Config:
     """Translate an official config (plain dicts) into an ncsn :class:`Config`.
 
@@ -167,33 +202,8 @@ def official_config(raw: dict[str, Any], state: OfficialState, where: Path) -> C
         options["rescale_input"] = False
     if state.kind == "ncsnv2":
         options["variant"] = state.variant
-    ema = state.kind == "ncsnv2" and _flag(raw, "model.ema", False, where)
-    training: dict[str, Any] = {
-        "loss": "dsm" if _get(raw, "training.algo", "dsm") == "dsm" else "ssm_vr",
-        "loss_power": _optional(raw, "training.anneal_power", float, 2.0, where),
-        "ema_rate": _optional(raw, "model.ema_rate", float, 0.999, where) if ema else None,
-    }
-    for ours, theirs, kind in (
-        ("batch_size", "training.batch_size", int),
-        ("n_iters", "training.n_iters", int),
-        ("checkpoint_every", "training.snapshot_freq", int),
-        ("n_projections", "training.n_particles", int),
-        ("lr", "optim.lr", float),
-        ("beta1", "optim.beta1", float),
-        ("weight_decay", "optim.weight_decay", float),
-        ("adam_eps", "optim.eps", float),
-    ):
-        if _get(raw, theirs) is not None:
-            training[ours] = _require(raw, theirs, kind, where)
-    if state.kind == "ncsn":
-        sampling = dict(_V1_SAMPLING)
-    else:
-        sampling = {
-            "n_steps_each": _require(raw, "sampling.n_steps_each", int, where),
-            "eps": 2 * _require(raw, "sampling.step_lr", float, where),
-            "denoise": _flag(raw, "sampling.denoise", True, where),
-            "batch_size": _optional(raw, "sampling.batch_size", int, 100, where),
-        }
+    training = _official_training(raw, state, where)
+    sampling = _official_sampling(raw, state, where)
     d = {
         "name": f"official-{state.kind}-{_DATASETS[dataset]}",
         "data": {
@@ -302,14 +312,6 @@ def load_official(
     return model.to(device).eval(), cfg
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _create_workdir(out: Path) -> None:
     """Create the run folder; never write into a folder that holds anything."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -364,7 +366,7 @@ def import_official(
         "step": at,
         "model": raw,
         "ema": ema,
-        "imported_from": {"file": str(ckpt.resolve()), "sha256": _sha256(ckpt)},
+        "imported_from": {"file": str(ckpt.resolve()), "sha256": sha256_file(ckpt)},
     }
     written = ck.save_checkpoint(ck.checkpoint_path(out, at), record)
     ck.write_latest(out, written)

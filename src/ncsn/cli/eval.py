@@ -15,7 +15,7 @@ from torch import nn
 from ncsn import api
 from ncsn.checkpoint import find_checkpoint
 from ncsn.cli import trained
-from ncsn.cli.args import POS_INT, add_common, add_data_root
+from ncsn.cli.args import POS_INT
 from ncsn.cli.eval_classifier import add_classifier_arguments, retrain_classifier
 from ncsn.config import Config
 from ncsn.errors import NCSNError
@@ -72,10 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="images per batch (default: the config's sampling.batch_size for sampling, "
         "100 for the metrics)",
     )
-    add_data_root(p, "named by --data")
     add_classifier_arguments(p)
-    trained.add_sampling(p)
-    add_common(p)
+    trained.add_trained_options(p, data_root_for="named by --data")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import torch
 
 from ncsn import api
 from ncsn.cli import trained
-from ncsn.cli.args import POS_INT, add_common, add_data_root
+from ncsn.cli.args import POS_INT
 from ncsn.cli.common import with_data_root
 from ncsn.config import Config
 from ncsn.data import as_tensor, get_dataset
@@ -25,20 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     p.add_argument(
         "--images",
-        default=None,
         help="data set name[:split] or image folder (default: the run's data set, test split)",
     )
-    p.add_argument(
-        "--mask",
-        default="left-half",
-        help=f"{', '.join(MASK_SPECS)} or a PNG",
-    )
+    p.add_argument("--mask", default="left-half", help=f"{', '.join(MASK_SPECS)} or a PNG")
     p.add_argument("--n-images", type=POS_INT, default=8, help="images to complete")
     p.add_argument("--completions", type=POS_INT, default=4, help="completions per image")
     p.add_argument("--out", type=Path, required=True, help="PNG grid to write")
-    add_data_root(p, "named by --images")
-    trained.add_sampling(p)
-    add_common(p)
+    trained.add_trained_options(p, data_root_for="named by --images")
 
 
 def reference_images(

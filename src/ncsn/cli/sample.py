@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ncsn import api
 from ncsn.cli import trained
-from ncsn.cli.args import POS_INT, add_common
+from ncsn.cli.args import POS_INT
 from ncsn.imaging import save_gif, save_image_grid, save_npz
 from ncsn.io import check_output_path
 
@@ -27,8 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="images per network batch (default: the config's sampling.batch_size)",
     )
     p.add_argument("--nrow", type=POS_INT, help="images per grid row (default: sqrt of --n)")
-    trained.add_sampling(p)
-    add_common(p)
+    trained.add_trained_options(p)
 
 
 def run(args: argparse.Namespace) -> int:

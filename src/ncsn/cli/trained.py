@@ -13,13 +13,13 @@ from torch import nn
 
 from ncsn import api
 from ncsn.checkpoint import find_checkpoint
-from ncsn.cli.args import POS_FLOAT, POS_INT, SEED, add_overrides
+from ncsn.cli.args import POS_FLOAT, POS_INT, SEED, add_common, add_data_root, add_overrides
 from ncsn.config import Config, apply_overrides
 from ncsn.errors import NCSNError
 from ncsn.io import check_outputs_apart
 from ncsn.sampling import sampler_names
 
-__all__ = ["add_sampling", "check_outputs", "load_model"]
+__all__ = ["add_sampling", "add_trained_options", "check_outputs", "load_model"]
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
@@ -52,6 +52,15 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the samples, 0 to 2**63-1")
     p.add_argument("--no-ema", action="store_true", help="use raw weights instead of EMA")
+
+
+def add_trained_options(p: argparse.ArgumentParser, data_root_for: str | None = None) -> None:
+    """What every command that runs a trained model takes: ``--data-root`` (when it reads the
+    data sets ``data_root_for`` names), the sampler settings, ``--device`` and ``--debug``."""
+    if data_root_for is not None:
+        add_data_root(p, data_root_for)
+    add_sampling(p)
+    add_common(p)
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, Config]:

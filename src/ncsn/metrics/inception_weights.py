@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ncsn.errors import DataError
-from ncsn.io import atomic_write
+from ncsn.io import atomic_write, sha256_file
 from ncsn.metrics.torchscript_tensors import is_torchscript_archive, read_torchscript_tensors
 
 __all__ = [
@@ -145,15 +145,6 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
         t = state[key].detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 

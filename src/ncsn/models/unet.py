@@ -32,7 +32,7 @@ loss per step (~0.59M parameters) at ~1.6x the time per step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -51,6 +51,44 @@ def _groups(channels: int, max_groups: int) -> int:
     while channels % g:
         g -= 1
     return g
+
+
+def _check_shape_options(
+    channels, image_size, ch, ch_mult, num_res_blocks, skip, dropout, min_resolution
+) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Validate the U-Net's options; fill ``None`` from the defaults: ``(ch, ch_mult, nrb)``."""
+    for name, value in (("channels", channels), ("image_size", image_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    defaults = UNet.default_config(image_size)
+    ch = defaults["ch"] if ch is None else ch
+    ch_mult = tuple(defaults["ch_mult"] if ch_mult is None else ch_mult)
+    nrb = defaults["num_res_blocks"] if num_res_blocks is None else num_res_blocks
+    if not isinstance(ch, int) or ch < 1:
+        raise ConfigError(f"ch must be a positive integer, got {ch!r}")
+    if len(ch_mult) == 0 or any(not isinstance(m, int) or m < 1 for m in ch_mult):
+        raise ConfigError(f"ch_mult must be a non-empty tuple of positive ints, got {ch_mult}")
+    nrb = (nrb,) * len(ch_mult) if isinstance(nrb, int) else tuple(nrb)
+    if len(nrb) != len(ch_mult) or any(not isinstance(n, int) or n < 1 for n in nrb):
+        raise ConfigError(
+            "num_res_blocks must be an integer >= 1 or one such integer per ch_mult entry, "
+            f"got {num_res_blocks!r}"
+        )
+    if skip not in ("add", "concat"):
+        raise ConfigError(f"skip must be 'add' or 'concat', got {skip!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    if not isinstance(min_resolution, int) or min_resolution < 1:
+        raise ConfigError(f"min_resolution must be an integer >= 1, got {min_resolution!r}")
+    return ch, ch_mult, nrb
+
+
+def _resolutions(image_size: int, levels: int, min_resolution: int) -> tuple[int, ...]:
+    """Feature-map sizes, at most ``levels``: halve only even sizes, never below the minimum."""
+    sizes = [image_size]
+    while len(sizes) < levels and sizes[-1] % 2 == 0 and sizes[-1] // 2 >= min_resolution:
+        sizes.append(sizes[-1] // 2)
+    return tuple(sizes)
 
 
 class _ResBlock(nn.Module):
@@ -133,44 +171,17 @@ class UNet(nn.Module):
         min_resolution: int = 2,
     ):
         super().__init__()
-        for name, value in (("channels", channels), ("image_size", image_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        defaults = self.default_config(image_size)
-        ch = defaults["ch"] if ch is None else ch
-        ch_mult = tuple(defaults["ch_mult"] if ch_mult is None else ch_mult)
-        nrb = defaults["num_res_blocks"] if num_res_blocks is None else num_res_blocks
-        if not isinstance(ch, int) or ch < 1:
-            raise ConfigError(f"ch must be a positive integer, got {ch!r}")
-        if len(ch_mult) == 0 or any(not isinstance(m, int) or m < 1 for m in ch_mult):
-            raise ConfigError(f"ch_mult must be a non-empty tuple of positive ints, got {ch_mult}")
-        nrb = (nrb,) * len(ch_mult) if isinstance(nrb, int) else tuple(nrb)
-        if len(nrb) != len(ch_mult) or any(not isinstance(n, int) or n < 1 for n in nrb):
-            raise ConfigError(
-                "num_res_blocks must be an integer >= 1 or one such integer per ch_mult entry, "
-                f"got {num_res_blocks!r}"
-            )
-        if skip not in ("add", "concat"):
-            raise ConfigError(f"skip must be 'add' or 'concat', got {skip!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        if not isinstance(min_resolution, int) or min_resolution < 1:
-            raise ConfigError(f"min_resolution must be an integer >= 1, got {min_resolution!r}")
-
+        ch, ch_mult, nrb = _check_shape_options(
+            channels, image_size, ch, ch_mult, num_res_blocks, skip, dropout, min_resolution
+        )
         init_score_net(self, channels, image_size, sigmas)
         self.input_scaling = input_scaling
         self.skip = skip
-
-        # bound the number of downsamplings: halve only even sizes, never below min_resolution
-        n_down, size, sizes = 0, image_size, [image_size]
-        while n_down < len(ch_mult) - 1 and size % 2 == 0 and size // 2 >= min_resolution:
-            size //= 2
-            n_down += 1
-            sizes.append(size)
+        sizes = _resolutions(image_size, len(ch_mult), min_resolution)
         self.ch = ch
-        self.ch_mult = ch_mult[: n_down + 1]
-        self.num_res_blocks = nrb[: n_down + 1]
-        self.resolutions = tuple(sizes)
+        self.ch_mult = ch_mult[: len(sizes)]
+        self.num_res_blocks = nrb[: len(sizes)]
+        self.resolutions = sizes
         widths = [ch * m for m in self.ch_mult]
 
         emb_dim = 4 * ch if emb_dim is None else emb_dim
@@ -183,29 +194,37 @@ class UNet(nn.Module):
             return _ResBlock(cin, cout, emb_dim, num_groups, dropout)
 
         self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self._build_encoder(widths, block)
+        low = widths[-1]
+        mid: list[nn.Module] = [block(low, low)]
+        if attention:
+            mid += [_Attention(low, num_groups), block(low, low)]
+        self.mid = nn.ModuleList(mid)
+        self._build_decoder(widths, block)
+        self.norm_out = nn.GroupNorm(_groups(widths[0], num_groups), widths[0])
+        self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
+
+    def _build_encoder(self, widths: list[int], block: Callable[[int, int], _ResBlock]) -> None:
+        """``down[i]``: the residual blocks at resolution i; ``downsample[i]``: stride-2 conv."""
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()  # stride-2 3x3 conv, changes width
         for i, w in enumerate(widths):
             self.down.append(nn.ModuleList(block(w, w) for _ in range(self.num_res_blocks[i])))
             if i < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(w, widths[i + 1], 3, stride=2, padding=1))
-        low = widths[-1]
-        mid: list[nn.Module] = [block(low, low)]
-        if attention:
-            mid += [_Attention(low, num_groups), block(low, low)]
-        self.mid = nn.ModuleList(mid)
+
+    def _build_decoder(self, widths: list[int], block: Callable[[int, int], _ResBlock]) -> None:
+        """``up``: the residual blocks per resolution, coarsest first; ``upsample``: width."""
         self.up = nn.ModuleList()  # coarsest first
         self.upsample = nn.ModuleList()  # 1x1 width change at the coarse size, then 2x nearest
         for i in reversed(range(len(widths))):
             w = widths[i]
-            first = block(2 * w if skip == "concat" else w, w)
+            first = block(2 * w if self.skip == "concat" else w, w)
             rest = [block(w, w) for _ in range(self.num_res_blocks[i] - 1)]
             self.up.append(nn.ModuleList([first, *rest]))
             if i > 0:
                 prev = widths[i - 1]
                 self.upsample.append(nn.Conv2d(w, prev, 1) if prev != w else nn.Identity())
-        self.norm_out = nn.GroupNorm(_groups(widths[0], num_groups), widths[0])
-        self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
 
     @staticmethod
     def default_config(image_size: int) -> dict[str, Any]:

@@ -65,6 +65,51 @@ Runner = Callable[..., dict[str, Any]]
 # ------------------------------------------------------------------------------ Fig. 3
 
 
+def _fig3_samples(mix, sigmas, gen, n_samples, n_plain, device, progress) -> dict[str, Any]:
+    """Exact samples, Langevin dynamics and annealed Langevin dynamics with exact scores."""
+    total = n_plain + ALD_T * len(sigmas)
+    with _one_thread(), tqdm(total=total, desc="fig3 sampling", disable=not progress) as bar:
+
+        def tick(_: dict) -> None:
+            bar.update()
+
+        kw = {"generator": gen, "callback": tick}
+        samples = {"exact": mix.sample(n_samples, gen, device=device)}
+        x0 = _uniform_box(n_samples, gen, device)
+        samples["langevin"] = langevin_dynamics(mix.score_fn, x0, LANGEVIN_STEP, n_plain, **kw)
+        x0 = _uniform_box(n_samples, gen, device)
+        samples["annealed_langevin"] = annealed_langevin_dynamics(
+            mix.score_fn, x0, sigmas, n_steps_each=ALD_T, eps=ALD_EPS, **kw
+        )
+    return samples
+
+
+def _mode_report(mix: GaussianMixture, x: torch.Tensor) -> dict[str, Any]:
+    """Fraction of samples per mode, the small mode's error and the std within each mode."""
+    comp = mix.nearest_component(x)
+    fr = _fractions(mix, x)
+    return {
+        "mode_fractions": fr,
+        "abs_error_small_mode": round(abs(fr[0] - float(mix.weights[0])), 4),
+        "per_mode_std": [
+            round(float(x[comp == k].std(0).mean()), 4) if (comp == k).sum() > 1 else None
+            for k in range(mix.num_components)
+        ],
+    }
+
+
+def _fig3_figure(samples: dict[str, torch.Tensor], methods: dict[str, Any]) -> Figure:
+    """One scatter panel per sampler, titled with its mode fractions."""
+    fig = Figure(figsize=(12, 4.4), layout="constrained")
+    titles = ("(a) exact sampling", "(b) Langevin dynamics", "(c) annealed Langevin dynamics")
+    for ax, (name, x), title in zip(fig.subplots(1, 3), samples.items(), titles, strict=True):
+        pts, fr = x.cpu().numpy(), methods[name]["mode_fractions"]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, rasterized=True)
+        ax.set_title(f"{title}\nmode fractions {fr[0]:.3f} / {fr[1]:.3f}", fontsize=10)
+        ax.set(xlim=(-BOX - 2, BOX + 2), ylim=(-BOX - 2, BOX + 2), aspect="equal")
+    return fig
+
+
 def run_fig3(
     out_dir: str | Path,
     *,
@@ -97,33 +142,8 @@ def run_fig3(
     out, start = _out_dir(out_dir), time.perf_counter()
     n_plain = 300 if quick else LANGEVIN_STEPS
     mix, sigmas, gen = paper_mixture(), _sigmas(device), _gen(seed)
-    total = n_plain + ALD_T * len(sigmas)
-    with _one_thread(), tqdm(total=total, desc="fig3 sampling", disable=not progress) as bar:
-
-        def tick(_: dict) -> None:
-            bar.update()
-
-        kw = {"generator": gen, "callback": tick}
-        samples = {"exact": mix.sample(n_samples, gen, device=device)}
-        x0 = _uniform_box(n_samples, gen, device)
-        samples["langevin"] = langevin_dynamics(mix.score_fn, x0, LANGEVIN_STEP, n_plain, **kw)
-        x0 = _uniform_box(n_samples, gen, device)
-        samples["annealed_langevin"] = annealed_langevin_dynamics(
-            mix.score_fn, x0, sigmas, n_steps_each=ALD_T, eps=ALD_EPS, **kw
-        )
-    methods: dict[str, Any] = {}
-    for name, x in samples.items():
-        x = x.cpu()
-        comp = mix.nearest_component(x)
-        fr = _fractions(mix, x)
-        methods[name] = {
-            "mode_fractions": fr,
-            "abs_error_small_mode": round(abs(fr[0] - float(mix.weights[0])), 4),
-            "per_mode_std": [
-                round(float(x[comp == k].std(0).mean()), 4) if (comp == k).sum() > 1 else None
-                for k in range(mix.num_components)
-            ],
-        }
+    samples = _fig3_samples(mix, sigmas, gen, n_samples, n_plain, device, progress)
+    methods = {name: _mode_report(mix, x.cpu()) for name, x in samples.items()}
     w0 = float(mix.weights[0])
     data = {
         "figure": "fig3",
@@ -140,13 +160,7 @@ def run_fig3(
             "step_convention": STEP_CONVENTION,
         },
     }
-    fig = Figure(figsize=(12, 4.4), layout="constrained")
-    titles = ("(a) exact sampling", "(b) Langevin dynamics", "(c) annealed Langevin dynamics")
-    for ax, (name, x), title in zip(fig.subplots(1, 3), samples.items(), titles, strict=True):
-        pts, fr = x.cpu().numpy(), methods[name]["mode_fractions"]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.6, rasterized=True)
-        ax.set_title(f"{title}\nmode fractions {fr[0]:.3f} / {fr[1]:.3f}", fontsize=10)
-        ax.set(xlim=(-BOX - 2, BOX + 2), ylim=(-BOX - 2, BOX + 2), aspect="equal")
+    fig = _fig3_figure(samples, methods)
     return _finish(out, "fig3", fig, data, start)
 
 
@@ -202,6 +216,54 @@ def _field_panel(ax, mix, field, title: str, scale: float, err: dict | None = No
     ax.set(xlim=(-BOX, BOX), ylim=(-BOX, BOX), aspect="equal")
 
 
+def _fig2_train(mix, sigmas, gen, seed, device, steps, batch_size, lr, progress) -> tuple:
+    """Train the SSM and the annealed-DSM ScoreMLPs on fresh mixture samples.
+
+    Returns:
+        ``(ssm_model, dsm_model, ssm_losses, dsm_losses)``.
+    """
+    ssm = _new_model(seed, device, dim=2, sigmas=None, scale_by_sigma=False)
+    dsm = _new_model(seed + 1, device, dim=2, sigmas=sigmas.cpu(), scale_by_sigma=True)
+
+    def ssm_loss() -> torch.Tensor:
+        x = mix.sample(batch_size, gen, device=device)
+        return sliced_score_matching_loss(ssm, x, variance_reduction=True, generator=gen)
+
+    def dsm_loss() -> torch.Tensor:
+        x = mix.sample(batch_size, gen, device=device)
+        return anneal_dsm_loss(dsm, x, sigmas, generator=gen).loss
+
+    ssm_losses, _ = _train(ssm_loss, ssm, steps, lr=lr, desc="fig2 SSM", progress=progress)
+    dsm_losses, _ = _train(dsm_loss, dsm, steps, lr=lr, desc="fig2 DSM", progress=progress)
+    return ssm, dsm, ssm_losses, dsm_losses
+
+
+def _learned_field(model, device: str, sigma: float | None = None) -> Callable:
+    """``p -> s_theta(p)`` (or ``s_theta(p, sigma)``) on float64 grid points, without grad."""
+
+    @torch.no_grad()
+    def field(p: torch.Tensor) -> torch.Tensor:
+        return model(p.float().to(device), None if sigma is None else torch.tensor(sigma)).cpu()
+
+    return field
+
+
+def _fig2_figure(mix, sl: float, fields: tuple, ssm_err: dict, dsm_err: dict) -> Figure:
+    """Exact vs learned score fields: the data (top) and at the smallest sigma (bottom)."""
+    ssm_field, dsm_field = fields
+    pm = mix.perturbed(sl)
+    scale = 1.1 * float(mix.score(_grid(21)[0]).norm(dim=1).max()) / (2 * BOX / 20)
+    fig = Figure(figsize=(10, 10.5), layout="constrained")
+    axes = fig.subplots(2, 2).ravel()
+    _field_panel(axes[0], mix, mix.score, "data score  grad log p(x)  (exact)", scale)
+    _field_panel(axes[1], mix, ssm_field, "sliced SM estimate s(x)", scale, ssm_err)
+    _field_panel(axes[2], pm, pm.score, f"score of p perturbed at sigma={sl:g} (exact)", scale)
+    head = f"annealed DSM estimate s(x, sigma={sl:g})"
+    _field_panel(axes[3], pm, dsm_field, head, scale, dsm_err)
+    fig.suptitle("density: orange (darker = higher); scores: arrows; dashed: 2-std regions")
+    return fig
+
+
 def run_fig2(
     out_dir: str | Path,
     *,
@@ -241,32 +303,16 @@ def run_fig2(
     steps = min(steps, 300) if quick else steps
     mix, sigmas, gen = paper_mixture(), _sigmas(device), _gen(seed)
     with _one_thread():
-        ssm = _new_model(seed, device, dim=2, sigmas=None, scale_by_sigma=False)
-        dsm = _new_model(seed + 1, device, dim=2, sigmas=sigmas.cpu(), scale_by_sigma=True)
-
-        def ssm_loss() -> torch.Tensor:
-            x = mix.sample(batch_size, gen, device=device)
-            return sliced_score_matching_loss(ssm, x, variance_reduction=True, generator=gen)
-
-        def dsm_loss() -> torch.Tensor:
-            x = mix.sample(batch_size, gen, device=device)
-            return anneal_dsm_loss(dsm, x, sigmas, generator=gen).loss
-
-        ssm_losses, _ = _train(ssm_loss, ssm, steps, lr=lr, desc="fig2 SSM", progress=progress)
-        dsm_losses, _ = _train(dsm_loss, dsm, steps, lr=lr, desc="fig2 DSM", progress=progress)
-
-        @torch.no_grad()
-        def ssm_field(p: torch.Tensor) -> torch.Tensor:
-            return ssm(p.float().to(device), None).cpu()
-
-        @torch.no_grad()
-        def dsm_field(p: torch.Tensor, sigma: float) -> torch.Tensor:
-            return dsm(p.float().to(device), torch.tensor(sigma)).cpu()
-
+        ssm, dsm, ssm_losses, dsm_losses = _fig2_train(
+            mix, sigmas, gen, seed, device, steps, batch_size, lr, progress
+        )
         pts = _grid(101)[0]
-        ssm_err = _score_errors(ssm_field(pts), mix, pts)
+        ssm_err = _score_errors(_learned_field(ssm, device)(pts), mix, pts)
         per_level = [
-            {"sigma": s, **_score_errors(dsm_field(pts, s), mix.perturbed(s), pts)}
+            {
+                "sigma": s,
+                **_score_errors(_learned_field(dsm, device, s)(pts), mix.perturbed(s), pts),
+            }
             for s in sigmas.tolist()
         ]
         x0 = _uniform_box(N_SAMPLES, gen, device)
@@ -299,17 +345,8 @@ def run_fig2(
             "sigmas": sigmas.tolist(),
         },
     }
-    sl = float(sigmas[-1])
-    pm = mix.perturbed(sl)
-    scale = 1.1 * float(mix.score(_grid(21)[0]).norm(dim=1).max()) / (2 * BOX / 20)
-    fig = Figure(figsize=(10, 10.5), layout="constrained")
-    axes = fig.subplots(2, 2).ravel()
-    _field_panel(axes[0], mix, mix.score, "data score  grad log p(x)  (exact)", scale)
-    _field_panel(axes[1], mix, ssm_field, "sliced SM estimate s(x)", scale, ssm_err)
-    _field_panel(axes[2], pm, pm.score, f"score of p perturbed at sigma={sl:g} (exact)", scale)
-    head = f"annealed DSM estimate s(x, sigma={sl:g})"
-    _field_panel(axes[3], pm, lambda p: dsm_field(p, sl), head, scale, per_level[-1])
-    fig.suptitle("density: orange (darker = higher); scores: arrows; dashed: 2-std regions")
+    fields = (_learned_field(ssm, device), _learned_field(dsm, device, float(sigmas[-1])))
+    fig = _fig2_figure(mix, float(sigmas[-1]), fields, ssm_err, per_level[-1])
     return _finish(out, "fig2", fig, data, start)
 
 

@@ -55,6 +55,41 @@ def _gaussian_reference(x: torch.Tensor, noise: float) -> float:
     return -math.inf if float(ev.min()) <= 1e-12 else float(-0.5 * (1.0 / ev).sum())
 
 
+def _ssm_run(xs, noise, seed, device, steps, batch_size, lr, desc, progress) -> tuple:
+    """Train a fresh ScoreMLP by SSM-VR on minibatches of ``xs`` plus ``N(0, noise^2 I)``.
+
+    Returns:
+        ``(losses, step of the first non-finite loss or None)``, as from ``_train``.
+    """
+    model = _new_model(seed, device, activation="softplus", **FIG1_NET)
+    g_batch, g_noise, g_proj = _gen(seed), _gen(seed + 1), _gen(seed + 2)
+
+    def loss_fn() -> torch.Tensor:
+        x = xs[randint(xs.shape[0], (batch_size,), xs.device, g_batch)]
+        if noise > 0:
+            x = x + noise * randn(x.shape, x, g_noise)
+        return sliced_score_matching_loss(model, x, variance_reduction=True, generator=g_proj)
+
+    return _train(loss_fn, model, steps, lr=lr, desc=desc, progress=progress)
+
+
+def _fig1_figure(curves: dict[str, list[float]], noise_std: float) -> Figure:
+    """The two loss curves, each with its running mean."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    titles = ("data (no noise)", f"data + N(0, {noise_std**2:g} I)")
+    for ax, y, title in zip(fig.subplots(1, 2), curves.values(), titles, strict=True):
+        y = np.asarray(y)
+        ax.plot(np.arange(1, y.size + 1), y, lw=0.4, alpha=0.5, label="loss")
+        w = max(y.size // 50, 1)
+        if y.size >= w:
+            smooth = np.convolve(y, np.ones(w) / w, mode="valid")
+            ax.plot(np.arange(w, y.size + 1), smooth, color="tab:red", label=f"mean of {w}")
+        ax.set_title(f"sliced score matching, {title}", fontsize=10)
+        ax.set(xlabel="training step", ylabel="loss")
+        ax.legend(fontsize=8)
+    return fig
+
+
 def run_fig1(
     out_dir: str | Path,
     *,
@@ -102,19 +137,8 @@ def run_fig1(
     with _one_thread():
         xs = data_x.to(device)
         for name, noise in (("unperturbed", 0.0), ("perturbed", noise_std)):
-            model = _new_model(seed, device, activation="softplus", **FIG1_NET)
-            g_batch, g_noise, g_proj = _gen(seed), _gen(seed + 1), _gen(seed + 2)
-
-            def loss_fn(model=model, noise=noise, gens=(g_batch, g_noise, g_proj)):
-                x = xs[randint(xs.shape[0], (batch_size,), xs.device, gens[0])]
-                if noise > 0:
-                    x = x + noise * randn(x.shape, x, gens[1])
-                return sliced_score_matching_loss(
-                    model, x, variance_reduction=True, generator=gens[2]
-                )
-
             desc = f"fig1 {name}"
-            losses, bad = _train(loss_fn, model, steps, lr=lr, desc=desc, progress=progress)
+            losses, bad = _ssm_run(xs, noise, seed, device, steps, batch_size, lr, desc, progress)
             curves[name] = losses
             runs[name] = {
                 "noise_std": noise,
@@ -145,18 +169,7 @@ def run_fig1(
             "loss": "sliced_score_matching_loss(variance_reduction=True), 1 Gaussian projection",
         },
     }
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    titles = ("data (no noise)", f"data + N(0, {noise_std**2:g} I)")
-    for ax, y, title in zip(fig.subplots(1, 2), curves.values(), titles, strict=True):
-        y = np.asarray(y)
-        ax.plot(np.arange(1, y.size + 1), y, lw=0.4, alpha=0.5, label="loss")
-        w = max(y.size // 50, 1)
-        if y.size >= w:
-            smooth = np.convolve(y, np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(w, y.size + 1), smooth, color="tab:red", label=f"mean of {w}")
-        ax.set_title(f"sliced score matching, {title}", fontsize=10)
-        ax.set(xlabel="training step", ylabel="loss")
-        ax.legend(fontsize=8)
+    fig = _fig1_figure(curves, noise_std)
     return _finish(out, "fig1", fig, data, start)
 
 

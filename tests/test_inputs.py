@@ -500,7 +500,9 @@ def test_retraining_never_replaces_the_shipped_classifier(tmp_path, monkeypatch,
         model.test_accuracy = 0.5
         return model
 
-    monkeypatch.setattr(clf, "train_classifier", quick)
+    from ncsn.metrics import classifier_training
+
+    monkeypatch.setattr(classifier_training, "train_classifier", quick)
     monkeypatch.setenv("NCSN_CACHE", str(tmp_path / "cache"))
     argv = ["eval", "--retrain-classifier", "digits", "--classifier-out", str(shipped)]
     _one_line(capsys, argv, "is the classifier shipped with the package; it is never replaced")

@@ -9,12 +9,11 @@ import torch
 from ncsn.errors import DataError, ShapeError
 from ncsn.metrics.classifier import (
     DigitClassifier,
-    _random_shift,
     classifier_accuracy,
     load_classifier,
     save_classifier,
-    train_classifier,
 )
+from ncsn.metrics.classifier_training import _random_shift, train_classifier
 from ncsn.metrics.domain import class_histogram, domain_metrics
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ncsn.errors import NCSNError
 from ncsn.io import check_output_path
-from ncsn.metrics import classifier
+from ncsn.metrics import classifier, classifier_training
 
 __all__ = ["add_classifier_arguments", "retrain_classifier"]
 
@@ -40,7 +40,7 @@ def retrain_classifier(args: argparse.Namespace) -> int:
             "replaced: write elsewhere (or leave --classifier-out out: the cache folder)"
         )
     check_output_path(out, what="--classifier-out")
-    model = classifier.train_classifier(name, root=args.data_root, progress=True)
+    model = classifier_training.train_classifier(name, root=args.data_root, progress=True)
     classifier.save_classifier(model, out)
     print(f"wrote {out} (test accuracy {model.test_accuracy:.4f})")
     return 0

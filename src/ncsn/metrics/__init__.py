@@ -20,12 +20,8 @@ Modules:
     evaluate: the :func:`evaluate` entry point (checks what metrics need, calls them).
 """
 
-from ncsn.metrics.classifier import (
-    DigitClassifier,
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
+from ncsn.metrics.classifier import DigitClassifier, load_classifier, save_classifier
+from ncsn.metrics.classifier_training import train_classifier
 from ncsn.metrics.domain import domain_metrics
 from ncsn.metrics.evaluate import ALL_METRICS, evaluate
 from ncsn.metrics.fid import (

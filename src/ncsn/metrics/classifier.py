@@ -2,23 +2,20 @@
 
 The trained weights ship with the package (``ncsn/assets/classifier_<name>.safetensors``,
 with the test accuracy in the file's metadata). They are trained on the train split only and
-evaluated on the test split; :func:`train_classifier` and :func:`save_classifier` rebuild
-them (``ncsn eval --retrain-classifier digits|mnist``).
+evaluated on the test split; :func:`ncsn.metrics.classifier_training.train_classifier` and
+:func:`save_classifier` rebuild them (``ncsn eval --retrain-classifier digits|mnist``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -34,19 +31,14 @@ __all__ = [
     "load_classifier",
     "retrained_classifier_path",
     "save_classifier",
-    "train_classifier",
 ]
 
 log = logging.getLogger(__name__)
 
-# name -> architecture; trained with TRAINING[name].
+# name -> architecture; trained with ncsn.metrics.classifier_training.TRAINING[name].
 CLASSIFIER_CONFIGS: dict[str, dict] = {
     "digits": {"image_size": 8, "channels": [16, 32], "pool": 2, "hidden": 64, "classes": 10},
     "mnist": {"image_size": 28, "channels": [32, 64], "pool": 3, "hidden": 128, "classes": 10},
-}
-_TRAINING = {
-    "digits": {"epochs": 80, "batch_size": 64, "lr": 3e-3, "shift": 1},
-    "mnist": {"epochs": 4, "batch_size": 128, "lr": 2e-3, "shift": 2},
 }
 _RETRAIN_HINT = "ncsn eval --retrain-classifier {name}"
 
@@ -143,25 +135,6 @@ class DigitClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (zero fill), for augmentation.
-
-    torchvision's ``crop`` at an offset of ``-max_shift .. max_shift`` pixels (it fills the
-    outside with zeros); the offsets come from ``generator``, all rows first, then all
-    columns, so the shipped classifiers retrain to the same weights.
-    """
-    if max_shift <= 0:
-        return x
-    from torchvision.transforms.v2 import functional as TF  # imported when first used: slow
-
-    n, _, h, w = x.shape
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator) - max_shift
-    return torch.stack(
-        [TF.crop(img, int(t), int(s), h, w) for img, t, s in zip(x, dy, dx, strict=True)]
-    )
-
-
 @torch.no_grad()
 def classifier_outputs(
     model: DigitClassifier,
@@ -217,95 +190,6 @@ def classifier_accuracy(
     """
     _, probs = classifier_outputs(model, images, batch_size=batch_size)
     return float((probs.argmax(1) == labels.cpu().numpy()).mean())
-
-
-def _epoch(model, opt, sched, x_train, y_train, batch_size, shift, gen) -> float:
-    """One pass over the training images in a shuffled order; the last batch's loss."""
-    model.train()
-    device = next(model.parameters()).device
-    perm = torch.randperm(len(x_train), generator=gen)
-    for start in range(0, len(x_train), batch_size):
-        idx = perm[start : start + batch_size]
-        x = _random_shift(x_train[idx], shift, gen).to(device)
-        loss = F.cross_entropy(model(x), y_train[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return float(loss.item())
-
-
-def train_classifier(
-    dataset_name: str,
-    root: str | os.PathLike | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    *,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> DigitClassifier:
-    """Train the domain classifier on the train split and measure it on the test split.
-
-    Adam with a cosine learning-rate decay, random translations of up to 1 (digits) or 2
-    (MNIST) pixels. Deterministic for a given seed on the CPU.
-
-    Args:
-        dataset_name: ``digits`` or ``mnist``.
-        root: Data root for MNIST (see :func:`ncsn.data.get_dataset`).
-        epochs: Passes over the train split (default 80 for digits, 4 for MNIST).
-        seed: Seed of the initialisation, shuffling and augmentation.
-        batch_size: Batch size (default 64 digits, 128 MNIST).
-        lr: Peak learning rate.
-        device: Training device (default CPU).
-        progress: Show a progress bar over epochs.
-
-    Returns:
-        The trained model in eval mode; ``model.test_accuracy`` holds the test accuracy,
-        ``model.train_seconds`` the training time and ``model.train_info`` the settings.
-    """
-    from ncsn.data import as_tensor, get_dataset
-
-    name = _check_name(dataset_name)
-    cfg, hp = CLASSIFIER_CONFIGS[name], dict(_TRAINING[name])
-    epochs = int(hp["epochs"] if epochs is None else epochs)
-    batch_size = int(batch_size or hp["batch_size"])
-    lr = float(lr or hp["lr"])
-    device = torch.device(device or "cpu")
-    x_train, y_train = as_tensor(get_dataset(name, root=root, split="train"))
-    x_test, y_test = as_tensor(get_dataset(name, root=root, split="test"))
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # the initialisation and the dropout masks
-        model = DigitClassifier(**cfg, name=name).to(device)
-        gen = torch.Generator().manual_seed(seed)  # the order and the shifts
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        steps = epochs * math.ceil(len(x_train) / batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps))
-        for epoch in tqdm(range(epochs), desc=f"train {name} classifier", disable=not progress):
-            loss = _epoch(model, opt, sched, x_train, y_train, batch_size, hp["shift"], gen)
-            log.debug("epoch %d: last batch loss %.4f", epoch, loss)
-    model.eval()
-    model.train_seconds = time.perf_counter() - t0
-    model.train_info = {
-        "split": "train",
-        "n_train": len(x_train),
-        "n_test": len(x_test),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-    }
-    model.test_accuracy = classifier_accuracy(model, x_test, y_test)
-    log.info(
-        "%s classifier: test accuracy %.4f after %d epochs (%.0f s)",
-        name,
-        model.test_accuracy,
-        epochs,
-        model.train_seconds,
-    )
-    return model
 
 
 def save_classifier(

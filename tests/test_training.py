@@ -82,7 +82,7 @@ def test_checkpoint_loads_with_identical_outputs_and_rejects_other_models(tiny_r
     x, s = torch.rand(4, 1, 8, 8), torch.full((4,), 0.3)
     assert torch.equal(model(x, s), again.eval()(x, s))
     other = apply_overrides(saved, ["model.options={ch: 16, ch_mult: [1, 2], num_res_blocks: 1}"])
-    from ncsn.api import check_state_dict
+    from ncsn.checkpoint import check_state_dict
 
     with pytest.raises(CheckpointError, match="has shape"):
         check_state_dict(build_model(other), st["model"], "ckpt")
@@ -135,7 +135,7 @@ def test_unusable_workdir_and_full_disk_fail_before_training(tmp_path, monkeypat
 
 def test_checkpoint_with_other_noise_levels_is_refused(tiny_run):
     st = read_checkpoint(find_checkpoint(tiny_run))
-    from ncsn.api import check_state_dict
+    from ncsn.checkpoint import check_state_dict
 
     other = build_model(
         apply_overrides(load_config(tiny_run / "config.yaml"), ["model.sigma_max=2.0"])

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ncsn.checkpoint import find_checkpoint, read_checkpoint
+from ncsn.checkpoint import check_state_dict, find_checkpoint, read_checkpoint
 from ncsn.config import Config, config_from_dict
 from ncsn.errors import CheckpointError, ConfigError
 from ncsn.memory import check_model_fits
@@ -219,37 +219,6 @@ def load_checkpoint(
     check_state_dict(model, weights, path)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
-
-
-def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor], where: Any) -> None:
-    """Refuse weights that do not fit ``model``, naming the first mismatch."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
-    extra = sorted(set(weights) - set(own))
-    if missing or extra:
-        raise CheckpointError(
-            f"checkpoint {where} does not fit this model: "
-            + (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
-            + f" ({len(missing)} missing, {len(extra)} unexpected); it was written for a "
-            "different model kind or config"
-        )
-    for k, v in own.items():
-        if (
-            k.endswith("sigmas")
-            and weights[k].shape == v.shape
-            and not torch.allclose(weights[k].to(v), v, rtol=1e-5)
-        ):
-            raise CheckpointError(
-                f"checkpoint {where} was trained with other noise levels (sigma from "
-                f"{float(weights[k][0]):.4g} to {float(weights[k][-1]):.4g}, the config has "
-                f"{float(v[0]):.4g} to {float(v[-1]):.4g}); use the config saved with it"
-            )
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"checkpoint {where} does not fit this model: {k} has shape "
-                f"{tuple(weights[k].shape)} in the file but {tuple(v.shape)} in the model "
-                "(different width, channels or number of noise levels)"
-            )
 
 
 def init_noise(

@@ -356,7 +356,7 @@ def check_resume_state(st: dict, model: nn.Module, n_train: int, path: Path) -> 
     Raises:
         CheckpointError: Naming the first thing that does not fit, in one line.
     """
-    from ncsn.api import check_state_dict
+    from ncsn.checkpoint import check_state_dict
 
     step = st.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from _samplers import machine
+from ncsn.checkpoint import find_checkpoint, step_of
 from ncsn.io import atomic_write
 
 # the levers of issue 11, section 5, one at a time (the architecture sweep's winner goes in
@@ -123,8 +124,7 @@ def run_sweep(plan: dict[str, list[str]], a) -> list[dict]:
     for row in rows:
         row["evals"] = []
         work = a.runs / row["variant"]
-        latest = (work / "checkpoints" / "latest").read_text().strip()  # step_00012000...
-        row["steps"] = int(latest.split("_")[1].split(".")[0])
+        row["steps"] = step_of(find_checkpoint(work))
         for spec in a.samplers.split(";"):
             report, cmd = eval_command(work, spec, a)
             evals.append((row, spec, report, cmd))

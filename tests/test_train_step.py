@@ -35,12 +35,10 @@ def test_cosine_halves_at_midpoint_and_reaches_zero_at_n_iters():
 
 
 def test_unknown_schedule_is_refused(tmp_path):
-    from ncsn.config import load_config as load
-
     path = tmp_path / "c.yaml"
     path.write_text("name: x\ndata: {dataset: digits}\ntraining: {lr_schedule: step}\n")
     with pytest.raises(ConfigError, match="lr_schedule"):
-        load(str(path))
+        load_config(str(path))
 
 
 @pytest.mark.parametrize("loss", ["dsm", "ssm", "ssm_vr"])

@@ -178,9 +178,10 @@ def unlearned_summary(res: dict, margin: float = UNLEARNED_MARGIN) -> str:
     lowest = min(sig[k] for k in bad)
     if len(bad) == sum(s >= lowest for s in sig):  # exactly the levels from `lowest` up
         return f"sigma >= {_fmt(lowest)} not learned yet ({what})"
+    if len(bad) == 1:
+        return f"not learned yet: {what}, sigma {_fmt(lowest)}"
     highest = max(sig[k] for k in bad)
-    where = f"sigma {_fmt(lowest)}" if len(bad) == 1 else f"between sigma {_fmt(lowest)} and "
-    return f"not learned yet: {what}, {where}" + ("" if len(bad) == 1 else _fmt(highest))
+    return f"not learned yet: {what}, between sigma {_fmt(lowest)} and {_fmt(highest)}"
 
 
 def denoiser_table(res: dict, rows: int = 10) -> str:

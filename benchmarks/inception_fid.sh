@@ -5,16 +5,18 @@
 #   bash benchmarks/inception_fid.sh MNIST_RUN [DIGITS_RUN]
 #   e.g. bash benchmarks/inception_fid.sh runs/mnist-cpu runs/digits
 #   bash benchmarks/inception_fid.sh - runs/digits        # the digits rows only
+#   bash benchmarks/inception_fid.sh runs/mnist-cpu -     # the mnist-cpu rows only
 #   SAMPLE_ARGS="--sampler ancestral" bash benchmarks/inception_fid.sh runs/mnist-cpu
 #                        # 10,000 MNIST samples with 95 evaluations each instead of the
-#                        # config's ALD (476): about 14 instead of 70 minutes on 2 cores
+#                        # config's ALD (476): 18 minutes (measured) instead of about 90
 #
 # MNIST_RUN / DIGITS_RUN: a run folder or checkpoint file (DIGITS_RUN default runs/digits,
 # trained first if absent). Writes docs/results/inception/*.json (one report per row, each with
 # its protocol: weights hash, N, reference split, size and content hash) and prints each
 # command's wall-clock and CPU time. Every image goes through Inception at 299x299 (digits'
-# 8x8 and MNIST's 28x28 are upsampled, as in any FID); 0.19-0.25 CPU-s per image on one core
-# of the development machine (benchmarks/inception_throughput.py, the last line here).
+# 8x8 and MNIST's 28x28 are upsampled, as in any FID); 0.14 CPU-s per image on one core of the
+# development machine (benchmarks/inception_throughput.py, the last line here); the mnist-cpu
+# rows took 65 minutes on 2 quiet cores (sampling 18, each of the three evaluations 15-17).
 # Samples (10,000 MNIST: ~31 MB) are kept in $WORK (default runs/inception_fid).
 set -euo pipefail
 MNIST_RUN=${1:?usage: bash benchmarks/inception_fid.sh MNIST_RUN [DIGITS_RUN]}
@@ -68,11 +70,13 @@ if [ "$MNIST_RUN" != - ]; then
 fi
 
 # digits default: 1,000 samples and 1,000 real training images against the test split (359).
-[ -e "$DIGITS_RUN" ] || "$BIN/ncsn" train --config digits --workdir "$DIGITS_RUN"
-timed "sample digits 1k" "$BIN/ncsn" sample --checkpoint "$DIGITS_RUN" --n 1000 --seed 0 \
-  --nrow 40 --out "$WORK/digits_samples_1k.png" --save-npz "$WORK/digits_samples_1k.npz"
-score "$WORK/digits_samples_1k.npz" 1000 digits digits_samples_1k
-real_train digits 1000 "$WORK/digits_real_train_1k.npz"
-score "$WORK/digits_real_train_1k.npz" 1000 digits digits_real_train_1k
+if [ "$DIGITS_RUN" != - ]; then
+  [ -e "$DIGITS_RUN" ] || "$BIN/ncsn" train --config digits --workdir "$DIGITS_RUN"
+  timed "sample digits 1k" "$BIN/ncsn" sample --checkpoint "$DIGITS_RUN" --n 1000 --seed 0 \
+    --nrow 40 --out "$WORK/digits_samples_1k.png" --save-npz "$WORK/digits_samples_1k.npz"
+  score "$WORK/digits_samples_1k.npz" 1000 digits digits_samples_1k
+  real_train digits 1000 "$WORK/digits_real_train_1k.npz"
+  score "$WORK/digits_real_train_1k.npz" 1000 digits digits_real_train_1k
+fi
 
 OMP_NUM_THREADS=1 "$BIN/python" benchmarks/inception_throughput.py --batches 3 --batch-size 10

@@ -7,6 +7,11 @@ time per image (CPU time is the honest number on a shared machine), the peak RSS
 that means for the evaluation of N images. Prints one JSON line.
 
     OMP_NUM_THREADS=1 python benchmarks/inception_throughput.py --batches 3 --batch-size 10
+    OMP_NUM_THREADS=1 python benchmarks/inception_throughput.py --compare   # folded vs plain
+
+``--compare`` alternates the extractor's inference copy (batch norms folded, channels-last:
+what ``ncsn eval`` runs) with the plain network (``--plain`` times that alone) and prints the
+median time of each and their ratio.
 """
 
 from __future__ import annotations
@@ -26,14 +31,22 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3, help="timed batches (after one warm-up)")
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plain", action="store_true", help="time the unfolded NCHW network")
+    ap.add_argument("--compare", action="store_true", help="alternate folded and plain")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from sklearn.datasets import load_digits
 
     from ncsn.metrics.inception import InceptionExtractor
+    from ncsn.metrics.inception_net import fid_preprocess
 
     extractor = InceptionExtractor(device="cpu")
     digits = torch.tensor(load_digits().images / 16.0, dtype=torch.float32)[:, None]
+    if a.compare:
+        return compare(extractor, digits, a, fid_preprocess)
+    if a.plain:
+        plain = extractor.net
+        extractor = torch.no_grad()(lambda images: plain(fid_preprocess(images)))
     extractor(digits[:2])  # warm-up
     wall, cpu = [], []
     for i in range(a.batches):
@@ -56,10 +69,42 @@ def main() -> None:
         "batch_wall_s": [round(t, 3) for t in wall],
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
-        "weights": extractor.info["weights"],
+        "path": "plain" if a.plain else "folded, channels-last",
     }
     print(json.dumps(out))
     assert np.isfinite(extractor(digits[:2])[0].numpy()).all()
+
+
+def compare(extractor, digits: torch.Tensor, a, fid_preprocess) -> None:
+    """Alternate the folded channels-last copy and the plain network; medians and ratio."""
+    plain = extractor.net
+    paths = {
+        "folded": extractor,
+        "plain": torch.no_grad()(lambda images: plain(fid_preprocess(images))),
+    }
+    batch = digits[: a.batch_size]
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for run in paths.values():
+        run(batch[:2])  # warm-up
+    for _ in range(a.batches):
+        for name, run in paths.items():
+            t0 = time.perf_counter()
+            run(batch)
+            times[name].append(time.perf_counter() - t0)
+    med = {name: float(np.median(t)) / a.batch_size for name, t in times.items()}
+    print(
+        json.dumps(
+            {
+                "threads": a.threads,
+                "batch_size": a.batch_size,
+                "rounds": a.batches,
+                "s_per_image": {k: round(v, 4) for k, v in med.items()},
+                "speedup_folded": round(med["plain"] / med["folded"], 3),
+                "torch": torch.__version__,
+                "cpu": platform.processor() or platform.machine(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -256,3 +256,39 @@ def test_state_digest_ignores_format_but_not_content():
     assert iw.state_digest(a) == iw.state_digest(b)
     assert iw.state_digest(a) != iw.state_digest({**a, "x": a["x"].reshape(3, 2)})
     assert iw.state_digest(a) != iw.state_digest({**a, "x": a["x"] + 1e-7})
+
+
+def test_inference_copy_is_the_same_function():
+    """Batch norm folded into the convolutions, channels-last: the features do not change."""
+    from ncsn.metrics.inception import InceptionExtractor
+    from ncsn.metrics.inception_net import inference_copy
+
+    extractor = InceptionExtractor(random_init=True, device="cpu")
+    for m in extractor.net.modules():  # non-trivial batch-norm statistics to fold
+        if isinstance(m, torch.nn.BatchNorm2d):
+            gen = torch.Generator().manual_seed(m.num_features)
+            m.running_mean.uniform_(-0.5, 0.5, generator=gen)
+            m.running_var.uniform_(0.5, 2.0, generator=gen)
+            m.weight.data.uniform_(0.5, 1.5, generator=gen)
+            m.bias.data.uniform_(-0.2, 0.2, generator=gen)
+    x = fid_preprocess(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    with torch.no_grad():
+        expected, logits = extractor.net(x)
+    fast = inference_copy(extractor.net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    with torch.no_grad():
+        got, got_logits = fast(x.contiguous(memory_format=torch.channels_last))
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    torch.testing.assert_close(got_logits, logits, rtol=1e-5, atol=1e-4)
+    # the extractor runs a folded copy, made once, and again when its network is replaced
+    first = extractor._inference_net()
+    assert extractor._inference_net() is first
+    torch.testing.assert_close(
+        extractor(torch.zeros(1, 1, 8, 8))[0],
+        extractor.net(fid_preprocess(torch.zeros(1, 1, 8, 8)))[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    extractor.net = inference_copy(extractor.net)
+    assert extractor._inference_net() is not first

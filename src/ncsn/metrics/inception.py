@@ -21,7 +21,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ncsn.errors import DataError
-from ncsn.metrics.inception_net import FIDInceptionV3, fid_preprocess, quantize_images
+from ncsn.metrics.inception_net import (
+    FIDInceptionV3,
+    fid_preprocess,
+    inference_copy,
+    quantize_images,
+)
 from ncsn.metrics.inception_weights import (
     INCEPTION_WEIGHTS_ENV,
     INCEPTION_WEIGHTS_URL,
@@ -147,7 +152,16 @@ class InceptionExtractor(nn.Module):
             ``(features (N, 2048), logits (N, 1008) or None)`` float32 on the extractor's
             device; the logits omit the final bias, as in the reference Inception Score code.
         """
-        return self.net(fid_preprocess(images.to(self.device)))
+        x = fid_preprocess(images.to(self.device))
+        return self._inference_net()(x.contiguous(memory_format=torch.channels_last))
+
+    def _inference_net(self) -> nn.Module:
+        """:func:`inference_copy` of ``self.net``, made again when ``net`` was replaced."""
+        source, fast = self.__dict__.get("_fast", (None, None))  # not a submodule: no state
+        if source is not self.net:
+            fast = inference_copy(self.net)
+            self.__dict__["_fast"] = (self.net, fast)
+        return fast
 
     def extract(
         self,

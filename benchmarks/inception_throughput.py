@@ -38,15 +38,14 @@ def main() -> None:
     from sklearn.datasets import load_digits
 
     from ncsn.metrics.inception import InceptionExtractor
-    from ncsn.metrics.inception_net import fid_preprocess
 
     extractor = InceptionExtractor(device="cpu")
+    weights = extractor.info["weights"]
     digits = torch.tensor(load_digits().images / 16.0, dtype=torch.float32)[:, None]
     if a.compare:
-        return compare(extractor, digits, a, fid_preprocess)
+        return compare(extractor, digits, a)
     if a.plain:
-        plain = extractor.net
-        extractor = torch.no_grad()(lambda images: plain(fid_preprocess(images)))
+        extractor = plain_path(extractor)
     extractor(digits[:2])  # warm-up
     wall, cpu = [], []
     for i in range(a.batches):
@@ -69,19 +68,24 @@ def main() -> None:
         "batch_wall_s": [round(t, 3) for t in wall],
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "weights": weights,
         "path": "plain" if a.plain else "folded, channels-last",
     }
     print(json.dumps(out))
     assert np.isfinite(extractor(digits[:2])[0].numpy()).all()
 
 
-def compare(extractor, digits: torch.Tensor, a, fid_preprocess) -> None:
-    """Alternate the folded channels-last copy and the plain network; medians and ratio."""
+def plain_path(extractor):
+    """The extractor's own network as loaded (NCHW, batch norms unfolded), same input."""
+    from ncsn.metrics.inception_net import fid_preprocess
+
     plain = extractor.net
-    paths = {
-        "folded": extractor,
-        "plain": torch.no_grad()(lambda images: plain(fid_preprocess(images))),
-    }
+    return torch.no_grad()(lambda images: plain(fid_preprocess(images)))
+
+
+def compare(extractor, digits: torch.Tensor, a) -> None:
+    """Alternate the folded channels-last copy and the plain network; medians and ratio."""
+    paths = {"folded": extractor, "plain": plain_path(extractor)}
     batch = digits[: a.batch_size]
     times: dict[str, list[float]] = {name: [] for name in paths}
     for run in paths.values():

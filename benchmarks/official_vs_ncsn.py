@@ -194,6 +194,32 @@ def step_gflop(side: Side) -> float:
     return counter.get_total_flops() / 1e9
 
 
+CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward")
+
+
+def conv_share(side: Side) -> float:
+    """Fraction of one training step's CPU time spent inside convolution kernels (forward
+    and backward), from ``torch.profiler``'s self times."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        side.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if e.key in CONV_OPS)
+    return conv / total
+
+
+def conv_ceiling(res: dict) -> dict[str, float]:
+    """The most each side could gain on the official if everything but its convolutions took
+    no time: official step time / (side's step time x its convolution share)."""
+    off = res["train_step_s"]["official"]
+    return {
+        k: round(off / (res["train_step_s"][k] * share), 3)
+        for k, share in res["conv_share"].items()
+    }
+
+
 def machine_gflops(threads: int) -> dict[str, float]:
     """This machine's fp32 GFLOP/s for a 2048^2 matmul and a 3x3 convolution (64 -> 64
     channels, 28x28, batch 32; NCHW and channels-last), best of 5."""
@@ -308,11 +334,15 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
         args.eval_repeats,
         res["eval_warmup_s"],
     )
+    res["conv_share"] = {
+        k: round(conv_share(s), 4) for k, s in sides.items() if k != "ncsn-compiled"
+    }
     res["train_speedup_paired"] = paired(train)
     res["eval_speedup_paired"] = paired(evals)
     res["train_step_s"] = {k: round(median(v), 3) for k, v in train.items()}
     res["train_step_min_s"] = {k: round(min(v), 3) for k, v in train.items()}
     res["train_step_all_s"] = {k: [round(t, 3) for t in v] for k, v in train.items()}
+    res["conv_ceiling_vs_official"] = conv_ceiling(res)
     res["eval_s"] = {k: round(median(v), 3) for k, v in evals.items()}
     res["eval_min_s"] = {k: round(min(v), 3) for k, v in evals.items()}
     res["eval_all_s"] = {k: [round(t, 3) for t in v] for k, v in evals.items()}
@@ -362,6 +392,21 @@ def print_table(res: dict) -> None:
         else:
             cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
+    share, ceil = res["conv_share"], res["conv_ceiling_vs_official"]
+    print(
+        "# share of a training step inside convolution kernels (torch.profiler): "
+        + ", ".join(f"{k} {100 * v:.1f} %" for k, v in share.items())
+    )
+    print(
+        "# with zero time outside its convolutions, each side would be at most: "
+        + ", ".join(f"{k} {v:.2f}x" for k, v in ceil.items())
+        + " the official's training speed"
+    )
+    rate = {k: res["step_gflop"][k] / (res["train_step_s"][k] * v) for k, v in share.items() if v}
+    print(
+        "# their convolutions run at (GFLOP/s, the step's FLOP over its convolution time): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in rate.items())
+    )
     if "ncsn-compiled" in res["train_warmup_s"]:
         print(
             f"# torch.compile: first training step {res['train_warmup_s']['ncsn-compiled']} s, "

@@ -178,6 +178,31 @@ def test_input_gradient_with_create_graph_matches_plain():
 
 
 @pytest.mark.parametrize("cls", [NCSN, NCSNv2])
+def test_compile_traces_one_graph_and_trains_like_eager(cls):
+    """``training.compile``: dynamo sees the plain composition, so the network is one graph
+    (NCSNv2 broke it at the sigma check) and every training step works (the traced fused
+    functions made NCSN's second compiled backward pass fail), with eager's gradients."""
+    from torch._dynamo.utils import counters
+
+    fast, _ = _pair(cls, 3, 16, ngf=8)
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    sigma, target = SIGMAS[[0, 4, 9]], torch.randn(3, 3, 16, 16)
+    torch._dynamo.reset()
+    counters.clear()
+    grads = []
+    compiled = torch.compile(fast, backend="eager")
+    for net in (compiled, compiled, fast):  # two compiled steps, then eager
+        fast.zero_grad()
+        ((net(x, sigma) - target) ** 2).sum().backward()
+        grads.append([p.grad for p in fast.parameters()])
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    for step in grads[:2]:
+        for g, h in zip(step, grads[2], strict=True):
+            assert rel_err(g, h) < 1e-4
+
+
+@pytest.mark.parametrize("cls", [NCSN, NCSNv2])
 def test_activation_checkpointing_gives_the_same_gradients(cls):
     """``training.activation_checkpointing`` recomputes every residual block and every part
     of the refine blocks (the models' ``checkpoint_blocks`` hook); gradients are unchanged."""

@@ -28,6 +28,8 @@ All functions are differentiable twice (the backward passes are written with
 differentiable operations), so losses that differentiate the score with respect to the
 input (sliced score matching) still work. Inside ``with plain_ops():`` every function computes
 with the plain composed PyTorch operations instead: the reference the tests compare with.
+While ``torch.compile`` traces a network, the plain composition is what it sees: the
+compiler fuses it into its own kernels, and the graph has no breaks.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def fused_enabled() -> bool:
     return _FUSED[0]
 
 
+def _fused() -> bool:
+    """Use the hand-written kernels: not inside :func:`plain_ops`, and not while
+    ``torch.compile`` traces the network. The compiler fuses the plain composition itself;
+    traced, the hand-written autograd functions made NCSN's second compiled training step
+    fail, and issue 10's CUDA run recompiled blocks until dynamo's limit left them eager."""
+    return _FUSED[0] and not torch.compiler.is_compiling()
+
+
 def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -103,7 +113,7 @@ class _ELU(torch.autograd.Function):
 
 def elu(x: Tensor) -> Tensor:
     """ELU (``alpha = 1``) that stores only its output for the backward pass."""
-    if not _FUSED[0]:
+    if not _fused():
         return F.elu(x)
     if not _needs_grad(x):
         return _elu_forward(x, inplace=False)
@@ -230,7 +240,7 @@ def instance_norm_plus(
     n, c = x.shape[:2]
     gamma, alpha = gamma.expand(n, c), alpha.expand(n, c)
     beta = None if beta is None else beta.expand(n, c)
-    if not _FUSED[0]:
+    if not _fused():
         return _plain_instance_norm_plus(x, gamma, alpha, beta, eps, act)
     if _needs_grad(x, gamma, alpha, beta):
         return _InstanceNormPlus.apply(x, gamma, alpha, beta, eps, act)
@@ -268,7 +278,7 @@ class _AvgPool5(torch.autograd.Function):
 
 def avg_pool5(x: Tensor) -> Tensor:
     """``AvgPool2d(5, stride=1, padding=2)`` counting the padding; stores nothing."""
-    if not _FUSED[0]:
+    if not _fused():
         return F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=True)
     if not _needs_grad(x):
         return _box_filter(x)
@@ -292,7 +302,7 @@ class _MaxPool5(torch.autograd.Function):
 
 def max_pool5(x: Tensor) -> Tensor:
     """``MaxPool2d(5, stride=1, padding=2)`` keeping only its input for the backward pass."""
-    if not _FUSED[0] or not _needs_grad(x):
+    if not _fused() or not _needs_grad(x):
         return F.max_pool2d(x, 5, stride=1, padding=2)
     return _MaxPool5.apply(x)
 
@@ -332,6 +342,6 @@ class _MeanPool2Adjoint(torch.autograd.Function):
 
 def mean_pool2(x: Tensor) -> Tensor:
     """``avg_pool2d(x, 2)`` that keeps nothing for its backward pass."""
-    if not _FUSED[0] or not _needs_grad(x):
+    if not _fused() or not _needs_grad(x):
         return F.avg_pool2d(x, 2)
     return _MeanPool2.apply(x)

@@ -114,13 +114,16 @@ def check_positive_sigma(sigma: Tensor, model: str) -> None:
     """Raise ``ValueError`` if any ``sigma`` is <= 0 (models that divide by sigma call this).
 
     The check runs only for CPU tensors so that it never forces a host-device sync on an
-    accelerator; there a zero sigma yields inf/nan outputs instead.
+    accelerator, and not while ``torch.compile`` traces the model (it would break the
+    graph); there a zero sigma yields inf/nan outputs instead.
 
     Args:
         sigma: Noise levels, shape ``(B,)``.
         model: Model name used in the message.
     """
-    if sigma.device.type == "cpu" and bool((sigma <= 0).any()):
+    if torch.compiler.is_compiling() or sigma.device.type != "cpu":
+        return
+    if bool((sigma <= 0).any()):
         raise ValueError(
             f"{model} divides its output by sigma, so every sigma must be > 0; "
             f"got min sigma {float(sigma.min())}"

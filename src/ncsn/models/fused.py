@@ -49,6 +49,7 @@ __all__ = [
     "mean_pool2",
     "plain_ops",
     "fused_enabled",
+    "compiling",
 ]
 
 _FUSED = [True]
@@ -70,12 +71,19 @@ def fused_enabled() -> bool:
     return _FUSED[0]
 
 
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (always False on PyTorch < 2.3, which
+    lacks ``torch.compiler.is_compiling``)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
+
+
 def _fused() -> bool:
     """Use the hand-written kernels: not inside :func:`plain_ops`, and not while
     ``torch.compile`` traces the network. The compiler fuses the plain composition itself;
     traced, the hand-written autograd functions made NCSN's second compiled training step
     fail, and issue 10's CUDA run recompiled blocks until dynamo's limit left them eager."""
-    return _FUSED[0] and not torch.compiler.is_compiling()
+    return _FUSED[0] and not compiling()
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:

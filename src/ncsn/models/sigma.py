@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ncsn.errors import ConfigError
+from ncsn.models.fused import compiling
 
 __all__ = [
     "ScoreFn",
@@ -121,7 +122,7 @@ def check_positive_sigma(sigma: Tensor, model: str) -> None:
         sigma: Noise levels, shape ``(B,)``.
         model: Model name used in the message.
     """
-    if torch.compiler.is_compiling() or sigma.device.type != "cpu":
+    if compiling() or sigma.device.type != "cpu":
         return
     if bool((sigma <= 0).any()):
         raise ValueError(

@@ -194,7 +194,12 @@ def step_gflop(side: Side) -> float:
     return counter.get_total_flops() / 1e9
 
 
-CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_slow_conv2d_forward")
+CONV_OPS = (  # oneDNN's kernels, and PyTorch's own where oneDNN is not used
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+    "aten::_slow_conv2d_forward",
+    "aten::_slow_conv2d_backward",
+)
 
 
 def conv_share(side: Side) -> float:
@@ -210,14 +215,15 @@ def conv_share(side: Side) -> float:
     return conv / total
 
 
-def conv_ceiling(res: dict) -> dict[str, float]:
-    """The most each side could gain on the official if everything but its convolutions took
-    no time: official step time / (side's step time x its convolution share)."""
+def conv_ceiling(res: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Per side, from its convolution time (step time x convolution share): the most it could
+    gain on the official if everything else took no time (official step time / convolution
+    time), and the rate its convolutions run at (the step's GFLOP / convolution time)."""
     off = res["train_step_s"]["official"]
-    return {
-        k: round(off / (res["train_step_s"][k] * share), 3)
-        for k, share in res["conv_share"].items()
-    }
+    conv_s = {k: res["train_step_s"][k] * share for k, share in res["conv_share"].items() if share}
+    ceiling = {k: round(off / t, 3) for k, t in conv_s.items()}
+    rate = {k: round(res["step_gflop"][k] / t, 1) for k, t in conv_s.items()}
+    return ceiling, rate
 
 
 def machine_gflops(threads: int) -> dict[str, float]:
@@ -342,7 +348,7 @@ def report(args: argparse.Namespace, sides: dict[str, Side]) -> dict:
     res["train_step_s"] = {k: round(median(v), 3) for k, v in train.items()}
     res["train_step_min_s"] = {k: round(min(v), 3) for k, v in train.items()}
     res["train_step_all_s"] = {k: [round(t, 3) for t in v] for k, v in train.items()}
-    res["conv_ceiling_vs_official"] = conv_ceiling(res)
+    res["conv_ceiling_vs_official"], res["conv_gflops_in_step"] = conv_ceiling(res)
     res["eval_s"] = {k: round(median(v), 3) for k, v in evals.items()}
     res["eval_min_s"] = {k: round(min(v), 3) for k, v in evals.items()}
     res["eval_all_s"] = {k: [round(t, 3) for t in v] for k, v in evals.items()}
@@ -402,10 +408,9 @@ def print_table(res: dict) -> None:
         + ", ".join(f"{k} {v:.2f}x" for k, v in ceil.items())
         + " the official's training speed"
     )
-    rate = {k: res["step_gflop"][k] / (res["train_step_s"][k] * v) for k, v in share.items() if v}
     print(
         "# their convolutions run at (GFLOP/s, the step's FLOP over its convolution time): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in rate.items())
+        + ", ".join(f"{k} {v:.0f}" for k, v in res["conv_gflops_in_step"].items())
     )
     if "ncsn-compiled" in res["train_warmup_s"]:
         print(

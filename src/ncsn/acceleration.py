@@ -4,7 +4,8 @@
 - :func:`apply_activation_checkpointing`: recompute each block in the backward pass
   (``training.activation_checkpointing``);
 - :func:`compile_or_eager`: ``torch.compile`` with a trial step, falling back to eager with one
-  warning line (``training.compile``);
+  warning line (``training.compile``); :func:`compiling` tells code that must step aside
+  (hand-written autograd functions, data-dependent checks) that it is being traced;
 - channels-last memory format (``training.channels_last``) is applied by the training setup
   with ``model.to(memory_format=torch.channels_last)``.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "checkpoint_blocks",
     "apply_activation_checkpointing",
     "compile_or_eager",
+    "compiling",
 ]
 
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict)
@@ -117,6 +119,13 @@ def apply_activation_checkpointing(model: nn.Module) -> int:
         block._ncsn_checkpointed = True
         n += 1
     return n
+
+
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (always False on PyTorch < 2.3, which
+    lacks ``torch.compiler.is_compiling``)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
 
 
 def compile_or_eager(

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ncsn.acceleration import compiling
+
 __all__ = [
     "elu",
     "instance_norm_plus",
@@ -49,7 +51,6 @@ __all__ = [
     "mean_pool2",
     "plain_ops",
     "fused_enabled",
-    "compiling",
 ]
 
 _FUSED = [True]
@@ -69,13 +70,6 @@ def plain_ops() -> Iterator[None]:
 def fused_enabled() -> bool:
     """Whether the fused implementations are in use (not inside :func:`plain_ops`)."""
     return _FUSED[0]
-
-
-def compiling() -> bool:
-    """Whether ``torch.compile`` is tracing the caller (always False on PyTorch < 2.3, which
-    lacks ``torch.compiler.is_compiling``)."""
-    is_compiling = getattr(torch.compiler, "is_compiling", None)
-    return bool(is_compiling is not None and is_compiling())
 
 
 def _fused() -> bool:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ncsn.acceleration import compiling
 from ncsn.errors import ConfigError
-from ncsn.models.fused import compiling
 
 __all__ = [
     "ScoreFn",

@@ -66,13 +66,21 @@ def run_candidate(cfg, cand: dict, minutes: float, test: torch.Tensor, seed: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="mnist-cpu")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, as for ncsn train (repeatable)",
+    )
     p.add_argument("--minutes", type=float, default=4.0, help="wall clock per candidate")
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--candidates", type=Path, help="JSON list of {name, options} to compare")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.overrides)
     cands = json.loads(a.candidates.read_text()) if a.candidates else CANDIDATES
     test = as_tensor(get_dataset(cfg.data.dataset, root=cfg.data.root, split="test"))[0]
     test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: a.n_test]]
@@ -87,6 +95,7 @@ def main() -> None:
                 "command": " ".join(["python", *sys.argv]),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                 "config": a.config,
+                "overrides": a.overrides,
                 "minutes_each": a.minutes,
                 "n_test": int(len(test)),
                 "rows": rows,

@@ -4,18 +4,18 @@
 # mnist-cpu trained for the steps a CPU hour gives, then quality against evaluations).
 #
 #   bash benchmarks/gpu_lease.sh speed OUTDIR     # gpu_official_vs_ncsn.py
-#   bash benchmarks/gpu_lease.sh sweep OUTDIR     # cpu_hour_sweep.py --steps 12000 --jobs 8
+#   bash benchmarks/gpu_lease.sh sweep OUTDIR     # cpu_hour_sweep.py --steps 10000 --jobs 8
 #   bash benchmarks/gpu_lease.sh nfe OUTDIR       # quality_vs_nfe.py on two checkpoints
 #
 # Needs: the official code in $OFFICIAL (default .bench/official-ncsn, a checkout of
 # ermongroup/ncsn) and MNIST as .gz files in $MNIST_GZ (default .bench/mnist) or already
-# unpacked under $NCSN_DATA_ROOT. DEVICE (default cuda), STEPS (12000), CAP (minutes, 3.0),
+# unpacked under $NCSN_DATA_ROOT. DEVICE (default cuda), STEPS (10000), CAP (minutes, 3.0),
 # JOBS (8), N (1000), SEEDS (0,1,2) scale it down for a trial on a CPU.
 set -u
 stage=$1 out=$2
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1
-DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-12000} CAP=${CAP:-3.0} JOBS=${JOBS:-8}
+DEVICE=${DEVICE:-cuda} STEPS=${STEPS:-10000} CAP=${CAP:-3.0} JOBS=${JOBS:-8}
 N=${N:-1000} SEEDS=${SEEDS:-0,1,2} OFFICIAL=${OFFICIAL:-.bench/official-ncsn}
 PY=${PY:-python3}
 if [ -z "${NCSN_DATA_ROOT:-}" ]; then
@@ -37,7 +37,7 @@ sweep)
     --no-progress >"$out/digits_train.log" 2>&1 &
   timeout "${SWEEP_TIMEOUT:-330}" $PY benchmarks/cpu_hour_sweep.py --steps "$STEPS" \
     --minutes "$CAP" --device "$DEVICE" --jobs "$JOBS" --samplers "config;ancestral" --n "$N" \
-    --variants "${VARIANTS:-baseline,edm,lognormal,edm+lognormal,ema0.9995,lr2e-3,cosine,unet32-122}" \
+    --variants "${VARIANTS:-baseline,paper,edm,lognormal,ema0.9995,lr2e-3,cosine,unet32-122}" \
     --runs runs/gpu_sweep --out "$out/sweep.json" >"$out/sweep.log" 2>&1
   echo "sweep rc $?"
   wait

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ncsn.api import load_checkpoint, model_sigmas
+from ncsn.cli.args import add_overrides
 from ncsn.config import load_config
 from ncsn.data import as_tensor, get_dataset
 from ncsn.io import atomic_write
@@ -66,14 +67,7 @@ def run_candidate(cfg, cand: dict, minutes: float, test: torch.Tensor, seed: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="mnist-cpu")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, as for ncsn train (repeatable)",
-    )
+    add_overrides(p, "KEY=VALUE", "config override, as for ncsn train (repeatable)")
     p.add_argument("--minutes", type=float, default=4.0, help="wall clock per candidate")
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)

@@ -30,11 +30,16 @@ def run_and_score(
     model, cfg, n: int, seed: int, metrics: list[str], data_root=None, inception_weights=None
 ) -> dict:
     """Draw ``n`` samples with seed ``seed``, time them, score them against the test split."""
-    start = time.perf_counter()
-    x = sample(model, cfg, n, seed=seed)
-    seconds = time.perf_counter() - start
+    seconds = []
+
+    def draw():  # called by evaluate once the test split and the classifier are open
+        start = time.perf_counter()
+        x = sample(model, cfg, n, seed=seed)
+        seconds.append(time.perf_counter() - start)
+        return x
+
     rep = evaluate(
-        x,
+        draw,
         metrics=[*metrics, "classes"] if "classes" not in metrics else metrics,
         dataset=cfg.data.dataset,
         data_root=data_root or cfg.data.root,
@@ -42,7 +47,7 @@ def run_and_score(
         inception_weights=inception_weights,
         progress=False,
     )
-    out = {**sampler_settings(cfg), "seed": seed, "seconds": round(seconds, 1)}
+    out = {**sampler_settings(cfg), "seed": seed, "seconds": round(seconds[0], 1)}
     for m in metrics:
         if m in ("dfid", "fid"):
             out[m] = round(float(rep[m]), 3)

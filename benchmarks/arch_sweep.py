@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+import _main
 from ncsn.api import load_checkpoint, model_sigmas
 from ncsn.cli.args import add_overrides
 from ncsn.config import load_config
@@ -101,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

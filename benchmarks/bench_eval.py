@@ -25,6 +25,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import _main
 from ncsn.models import count_parameters, create_model
 from ncsn.perf import tune_allocator
 from ncsn.schedules import geometric_sigmas
@@ -107,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

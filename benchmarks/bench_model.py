@@ -17,6 +17,7 @@ import time
 
 import torch
 
+import _main
 from ncsn.losses import anneal_dsm_loss
 from ncsn.models import count_parameters, create_model
 from ncsn.perf import tune_allocator
@@ -121,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

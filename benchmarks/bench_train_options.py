@@ -25,6 +25,7 @@ import time
 
 import torch
 
+import _main
 from ncsn.api import build_model
 from ncsn.config import load_config
 from ncsn.data import TensorImageDataset
@@ -132,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+import _main
 from ncsn.imaging import load_npz
 from ncsn.metrics.classifier import classifier_outputs, load_classifier
 from ncsn.metrics.domain import class_histogram
@@ -49,4 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _main.run(main)

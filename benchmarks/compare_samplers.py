@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import _main
 from _samplers import machine, run_and_score, with_setting
 from ncsn.api import load_checkpoint
 from ncsn.checkpoint import find_checkpoint
@@ -149,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

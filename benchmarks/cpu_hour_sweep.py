@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+import _main
 from _samplers import machine
 from ncsn.checkpoint import find_checkpoint, step_of
 from ncsn.io import atomic_write
@@ -206,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

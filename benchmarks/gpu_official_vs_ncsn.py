@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+import _main
 from ncsn.api import build_model
 from ncsn.config import load_config
 from ncsn.losses import anneal_dsm_loss
@@ -228,4 +229,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

@@ -25,6 +25,8 @@ import time
 import numpy as np
 import torch
 
+import _main
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,4 +114,4 @@ def compare(extractor, digits: torch.Tensor, a) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import _main
 from ncsn.acceleration import apply_activation_checkpointing
 from ncsn.api import build_model
 from ncsn.config import load_config
@@ -464,4 +465,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    main()
+    _main.run(main)

@@ -27,8 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+import _main
 from _samplers import BATCH, machine, run_and_score, with_setting
 from ncsn.api import sampler_settings
+from ncsn.cli.args import add_overrides
 from ncsn.errors import ConfigError
 from ncsn.io import atomic_write
 from ncsn.sampling import SAMPLERS
@@ -79,15 +81,17 @@ def summarise(rows: list[dict], metrics: list[str]) -> list[dict]:
 
 
 def table(summary: list[dict], metrics: list[str]) -> str:
-    """Markdown: one row per (sampler, nfe), mean ± std over seeds."""
+    """Markdown: one row per (sampler, nfe), mean ± std over seeds (the value alone for one)."""
     head = " | ".join(metrics)
-    rows = [f"| sampler | NFE | levels | {head} | seconds | smallest class % |"]
-    rows.append("|---" * (5 + len(metrics)) + "|")
+    rows = [f"| sampler | NFE | levels | seeds | {head} | seconds | smallest class % |"]
+    rows.append("|---" * (6 + len(metrics)) + "|")
     for s in summary:
-        vals = " | ".join(f"{s[m]:.2f} ± {s[m + '_std']:.2f}" for m in metrics)
+        vals = " | ".join(
+            f"{s[m]:.2f}" + (f" ± {s[m + '_std']:.2f}" if s["seeds"] > 1 else "") for m in metrics
+        )
         rows.append(
-            f"| {s['sampler']} | {s['nfe']} | {s['levels']} | {vals} | {s['seconds']:.0f} "
-            f"| {100 * s['min_class_fraction']:.1f} |"
+            f"| {s['sampler']} | {s['nfe']} | {s['levels']} | {s['seeds']} | {vals} "
+            f"| {s['seconds']:.0f} | {100 * s['min_class_fraction']:.1f} |"
         )
     return "\n".join(rows)
 
@@ -145,9 +149,14 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("quality_vs_nfe.json"))
     p.add_argument("--device", default="cpu", help="where the network runs (cpu, cuda, ...)")
     p.add_argument("--batch", type=int, default=BATCH, help="images per network batch")
+    add_overrides(p, "KEY=VALUE", "config override for every run, e.g. sampling.s_churn=40")
     p.add_argument("--estimate", action="store_true", help="print the plan and its cost, stop")
     p.add_argument(
-        "--sec-per-eval", type=float, default=0.075, help="one evaluation at batch 100 (s)"
+        "--sec-per-eval",
+        type=float,
+        default=0.09,
+        help="one evaluation at batch 100 (s); 0.08-0.10 for mnist-cpu's network on 2 AVX-512 "
+        "cores (the 2026-11-28 sweep), about twice that with AVX2 only",
     )
     p.add_argument("--plot-only", action="store_true", help="redraw from an existing --out")
     a = p.parse_args()
@@ -162,7 +171,7 @@ def main() -> None:
         )
         return
     from ncsn.api import load_checkpoint
-    from ncsn.config import load_config
+    from ncsn.config import apply_overrides, load_config
 
     if a.checkpoint:
         model, cfg = load_checkpoint(a.checkpoint, device=a.device)
@@ -170,6 +179,7 @@ def main() -> None:
         model, cfg = None, load_config(a.config)
     else:
         p.error("--checkpoint is required (or --config with --estimate)")
+    cfg = apply_overrides(cfg, a.overrides)
     seeds = [int(s) for s in a.seeds.split(",")]
     jobs = plan(cfg, a.samplers.split(","), [int(b) for b in a.nfe.split(",")], a.batch)
     for j in jobs:
@@ -186,14 +196,17 @@ def main() -> None:
     if a.estimate:
         return
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(a.out.read_text())["rows"] if a.out.is_file() else []
+    old = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    rows = old.get("rows", [])
     done = {(r["sampler"], r["nfe"], r["seed"]) for r in rows}
+    commands = old.get("commands", [old["command"]] if "command" in old else [])
     head = {
-        "command": " ".join(["python", *sys.argv]),
+        "commands": [*commands, " ".join(["python", *sys.argv])],  # every run that added rows
         "machine": machine(),
         "device": a.device,
         "checkpoint": str(a.checkpoint),
         "n": a.n,
+        "overrides": a.overrides,
         "seeds": seeds,
         "reference": "test split",
         "skipped": [
@@ -221,4 +234,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main.run(main)

@@ -141,7 +141,7 @@ def _corr_gaussian_prec(rho, sigma):
 def _corr_gaussian_score(rho):
     def score_fn(x, sigma):
         prec = torch.stack([_corr_gaussian_prec(rho, float(s)) for s in sigma.unique()])
-        idx = torch.searchsorted(sigma.unique(), sigma)
+        idx = torch.searchsorted(sigma.unique(), sigma.contiguous())  # sigma may be expanded
         return -(prec[idx] @ x[..., None])[..., 0]
 
     return score_fn

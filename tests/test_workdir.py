@@ -156,6 +156,21 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path, monkey
         assert quiet(apply_overrides(cfg, ["training.lr=1e-4"]), tmp_path / "run2").step == 4
 
 
+def test_a_run_that_fails_at_its_start_leaves_no_folder_behind(tmp_path, capsys):
+    """Missing data: the folders the run created (lock file and all) go; an existing one stays."""
+    cfg = mlp_config("data.dataset=folder:" + str(tmp_path / "no-images"))
+    rc = _cli_train(tmp_path, tmp_path / "new" / "run", cfg=cfg)
+    assert "no-images" in _one_line(capsys, rc)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    for existing in (tmp_path / "mine", tmp_path / "empty"):
+        existing.mkdir(exist_ok=True)
+        _one_line(capsys, _cli_train(tmp_path, existing, cfg=cfg))
+        assert existing.is_dir()
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "x"
+
+
 def test_one_writer_per_workdir_in_process(tmp_path):
     run = tmp_path / "run"
     with WorkdirLock(run.parent):

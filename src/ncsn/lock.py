@@ -1,9 +1,10 @@
 """One writer per run folder: an OS file lock on ``WORKDIR/.ncsn-lock``.
 
 The lock is ``flock(2)`` on an open file, so the kernel releases it when the holding process
-ends in any way, ``kill -9`` included; a stale lock file is harmless (it is never deleted,
-which would let two processes lock two different files of the same name). The holder writes
-its PID into the file so that a refused second writer can name it.
+ends in any way, ``kill -9`` included; a stale lock file is harmless (it is not deleted,
+which would let two processes lock two different files of the same name, except with the
+folder itself when a run that created the folder fails before writing anything into it).
+The holder writes its PID into the file so that a refused second writer can name it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ except ImportError:  # not a POSIX system: no lock, as on file systems without l
 LOCK_FILE = ".ncsn-lock"
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["LOCK_FILE", "WorkdirBusy", "WorkdirLock", "exclusive_workdir", "make_workdir"]
+__all__ = [
+    "LOCK_FILE",
+    "WorkdirBusy",
+    "WorkdirLock",
+    "exclusive_workdir",
+    "make_workdir",
+    "missing_dirs",
+]
 
 
 class WorkdirBusy(NCSNError):
@@ -44,6 +52,15 @@ def make_workdir(workdir: str | Path) -> Path:
             f"cannot create workdir {workdir} ({e.strerror}); choose another --workdir"
         ) from None
     return workdir
+
+
+def missing_dirs(workdir: str | Path) -> list[Path]:
+    """The folders that :func:`make_workdir` would create for ``workdir``, deepest first."""
+    out, p = [], Path(workdir).absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
 
 
 class WorkdirLock:
@@ -94,6 +111,25 @@ class WorkdirLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def discard_if_unused(self, created: list[Path]) -> None:
+        """Undo :func:`make_workdir` when the run wrote nothing (it failed at its start).
+
+        ``created``: the folders this process made (:func:`missing_dirs`, deepest first). Only
+        they are removed, only while they hold nothing but this lock file, and while the lock
+        is still held, so no other ncsn process can be using the folder.
+        """
+        if self.workdir.absolute() not in created:
+            return
+        try:
+            if set(os.listdir(self.workdir)) - {LOCK_FILE}:
+                return
+            if self.fd is not None:
+                os.unlink(self.path)
+            for folder in created:
+                os.rmdir(folder)  # fails, and stops here, if anything else appeared in it
+        except OSError:
+            return
 
     def __enter__(self) -> WorkdirLock:
         return self.acquire()

@@ -35,7 +35,7 @@ from ncsn.data import as_tensor, default_random_flip, get_dataset
 from ncsn.distributed import Dist, init_distributed
 from ncsn.edm import resolve_data_statistics
 from ncsn.errors import NCSNError
-from ncsn.lock import WorkdirLock, make_workdir
+from ncsn.lock import WorkdirLock, make_workdir, missing_dirs
 from ncsn.perf import tune_allocator
 from ncsn.train_loop import Interrupted, Loop, NonFiniteError, TrainResult
 from ncsn.train_state import EMA, TrainState, global_batch_size, new_state
@@ -186,13 +186,18 @@ def train(
     tune_allocator()
     d = init_distributed(torch.device(device))
     locks: list[WorkdirLock] = []
+    created = missing_dirs(workdir)  # removed again if the run fails before writing anything
+
+    def lock() -> None:  # one writer per workdir: rank 0 holds its lock
+        locks.append(WorkdirLock(make_workdir(workdir)).acquire())
+
     try:
-        # one writer per workdir: rank 0 holds its lock; a second trainer stops with one line
-        _on_main(d, lambda: locks.append(WorkdirLock(make_workdir(workdir)).acquire()))
+        _on_main(d, lock)
         return _train(cfg, Path(workdir), d, resume, overwrite, progress, dataset, max_steps, log)
     finally:
-        for lock in locks:
-            lock.release()
+        for held in locks:
+            held.discard_if_unused(created)
+            held.release()
         d.close()
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ncsn.errors import ConfigError
+from ncsn.errors import ConfigError, DataError
 from ncsn.metrics import evaluate, metric_names, register_metric
 from ncsn.metrics import registry as reg
 
@@ -50,3 +50,30 @@ def test_needs_are_checked_before_any_work(mean_metric):
         evaluate(None, metrics=["dsm"], dataset="digits")
     with pytest.raises(ConfigError, match=r"\['fid', 'nn'\] need a data set"):
         evaluate(torch.rand(3, 1, 4, 4), metrics=["fid", "nn", "is"])
+
+
+@pytest.mark.parametrize("metrics", [["dfid"], ["classes", "nn"], ["fid"], ["kid", "dis"]])
+def test_every_input_a_metric_reads_is_opened_before_the_samples_are_drawn(tmp_path, metrics):
+    """A missing data set (or Inception weights file) fails before ``samples()`` is called."""
+    drawn = []
+
+    def draw():
+        drawn.append(1)
+        return torch.rand(10, 1, 28, 28)
+
+    no_weights = tmp_path / "no-weights.pt"
+    with pytest.raises(DataError, match="MNIST not found|no-weights"):
+        evaluate(
+            draw, metrics=metrics, dataset="mnist", data_root=tmp_path, progress=False,
+            inception_weights=no_weights,
+        )  # fmt: skip
+    assert drawn == []
+
+
+def test_samples_may_be_a_function_called_once_after_the_checks():
+    calls = []
+    out = evaluate(
+        lambda: calls.append(1) or torch.rand(50, 1, 8, 8), metrics=["classes"], dataset="digits",
+        progress=False,
+    )  # fmt: skip
+    assert calls == [1] and sum(out["classes"]["counts"]) == 50

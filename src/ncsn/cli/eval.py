@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ncsn import api
@@ -203,8 +204,11 @@ def _drawn_samples(args: argparse.Namespace, model, cfg, stream: bool):
         shape = (model.channels, model.image_size, model.image_size)
         draw = lambda _bs: api.sample_batches(model, cfg, n, seed=args.seed)  # noqa: E731
         return ImageBatches(n, shape, draw, made, once=True), made
-    images = api.sample(model, cfg, n, seed=args.seed, batch_size=args.batch_size, progress=True)
-    return images, made
+
+    def draw() -> torch.Tensor:  # called by evaluate once the data and classifier are open
+        return api.sample(model, cfg, n, seed=args.seed, batch_size=args.batch_size, progress=True)
+
+    return draw, made
 
 
 def _print_inception_protocol(report: dict) -> None:

@@ -24,11 +24,40 @@ from ncsn.metrics.registry import CLASSIFIER, DATA, MODEL, REFERENCE, SAMPLES, r
 __all__: list[str] = []
 
 
+# Checks run before any sample is drawn: each opens what its metric will read (cached in the
+# context), so a missing data set, classifier or weights file fails in seconds, not after the
+# sampling.
+
+
 def _require_logits(ctx: EvalContext) -> None:
     ctx.extractor.require_logits()
 
 
-@register_metric("fid", needs=(SAMPLES, REFERENCE), streams=True)
+def _open_inception_reference(ctx: EvalContext) -> None:
+    ctx.extractor  # noqa: B018 (loads the weights)
+    if ctx.reference is None:
+        ctx.split(ctx.ref_split)
+
+
+def _open_classifier(ctx: EvalContext) -> None:
+    ctx.classifier  # noqa: B018
+
+
+def _open_classifier_reference(ctx: EvalContext) -> None:
+    ctx.classifier  # noqa: B018
+    ctx.split(ctx.ref_split)
+
+
+def _open_test(ctx: EvalContext) -> None:
+    ctx.split("test")
+
+
+def _open_train_test(ctx: EvalContext) -> None:
+    ctx.split("train")
+    ctx.split("test")
+
+
+@register_metric("fid", needs=(SAMPLES, REFERENCE), streams=True, check=_open_inception_reference)
 def fid(ctx: EvalContext) -> float:
     """Fréchet Inception distance to the reference set."""
     return ctx.inception["fid"]
@@ -40,37 +69,37 @@ def inception_score(ctx: EvalContext) -> dict:
     return ctx.inception["is"]
 
 
-@register_metric("kid", needs=(SAMPLES, REFERENCE), streams=True)
+@register_metric("kid", needs=(SAMPLES, REFERENCE), streams=True, check=_open_inception_reference)
 def kid(ctx: EvalContext) -> dict:
     """Kernel Inception distance ``{"mean", "std"}`` to the reference set."""
     return ctx.inception["kid"]
 
 
-@register_metric("dfid", needs=(SAMPLES, DATA, CLASSIFIER))
+@register_metric("dfid", needs=(SAMPLES, DATA, CLASSIFIER), check=_open_classifier_reference)
 def dfid(ctx: EvalContext) -> float:
     """Fréchet distance in the digit classifier's feature space."""
     return ctx.domain["dfid"]
 
 
-@register_metric("dkid", needs=(SAMPLES, DATA, CLASSIFIER))
+@register_metric("dkid", needs=(SAMPLES, DATA, CLASSIFIER), check=_open_classifier_reference)
 def dkid(ctx: EvalContext) -> dict:
     """KID in the digit classifier's feature space."""
     return ctx.domain["dkid"]
 
 
-@register_metric("dis", needs=(SAMPLES, DATA, CLASSIFIER))
+@register_metric("dis", needs=(SAMPLES, DATA, CLASSIFIER), check=_open_classifier)
 def dis(ctx: EvalContext) -> dict:
     """Inception Score computed with the digit classifier."""
     return ctx.domain["dis"]
 
 
-@register_metric("classes", needs=(SAMPLES, DATA, CLASSIFIER))
+@register_metric("classes", needs=(SAMPLES, DATA, CLASSIFIER), check=_open_classifier)
 def classes(ctx: EvalContext) -> dict:
     """Histogram of the classifier's predicted classes."""
     return ctx.domain["classes"]
 
 
-@register_metric("dsm", needs=(MODEL, DATA))
+@register_metric("dsm", needs=(MODEL, DATA), check=_open_test)
 def dsm(ctx: EvalContext) -> dict:
     """Held-out annealed DSM loss of the score network on the test split, fixed noise."""
     from ncsn.metrics.heldout import heldout_dsm_loss
@@ -87,7 +116,7 @@ def dsm(ctx: EvalContext) -> dict:
     return out
 
 
-@register_metric("nn", needs=(SAMPLES, DATA))
+@register_metric("nn", needs=(SAMPLES, DATA), check=_open_train_test)
 def nn(ctx: EvalContext) -> dict:
     """Nearest training images of each sample, held-out test images as the yardstick."""
     from ncsn.metrics.nn_metric import classifier_features, nn_metric
@@ -103,7 +132,7 @@ def nn(ctx: EvalContext) -> dict:
     return out
 
 
-@register_metric("bpd", needs=(MODEL, DATA))
+@register_metric("bpd", needs=(MODEL, DATA), check=_open_test)
 def bpd(ctx: EvalContext) -> dict:
     """Bits per dimension of the test split through the probability-flow ODE."""
     from ncsn.metrics.likelihood import bits_per_dim

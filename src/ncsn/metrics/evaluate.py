@@ -140,7 +140,7 @@ def _as_samples(samples, names: list[str], batch_size: int) -> ImageBatches | to
 
 
 def evaluate(
-    samples: torch.Tensor | ImageBatches | None,
+    samples: torch.Tensor | ImageBatches | Callable[[], torch.Tensor] | None,
     *,
     metrics: Sequence[str],
     dataset: str | None = None,
@@ -170,8 +170,10 @@ def evaluate(
     Args:
         samples: Generated images (N, C, H, W) in [0, 1] (values slightly outside are
             clamped with a warning), or an :class:`~ncsn.metrics.streams.ImageBatches`
-            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked);
-            ``None`` when only ``dsm``/``bpd`` are asked.
+            stream (read batch by batch when only ``fid``/``kid``/``is`` are asked), or a
+            function that draws them, called once every input the metrics read (data set
+            splits, classifier, Inception weights) has been opened; ``None`` when only
+            ``dsm``/``bpd`` are asked.
         metrics: Names from :func:`~ncsn.metrics.registry.metric_names`.
         dataset: The data set the model was trained on (reference images come from it);
             may be ``None`` when only ``fid``/``kid``/``is`` are asked with ``reference``.
@@ -239,6 +241,8 @@ def evaluate(
     for m in order:  # every check before any work
         if get_metric(m).check is not None:
             get_metric(m).check(ctx)
+    if callable(samples):  # drawn only now: a missing input has failed before any sampling
+        samples = samples()
     if samples is not None or any(SAMPLES in get_metric(m).needs for m in names):
         ctx.samples = _as_samples(samples, names, batch_size)
     n = 0 if ctx.samples is None else len(ctx.samples)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ncsn.api import sample, sampler_settings, with_nfe
+from ncsn.api import sample, sampler_settings, with_nfe, with_sampler
 from ncsn.metrics import evaluate
 
 BATCH = 100  # images per network batch: the cost model of every estimate
@@ -21,7 +21,8 @@ def with_setting(cfg, sampler: str, nfe: int | None = None, batch: int = BATCH, 
     """The config sampling with ``sampler`` and ``options`` (``levels`` included) in batches
     of ``batch``, its steps set for ``nfe`` evaluations per sample when given
     (``ncsn.api.with_nfe``)."""
-    s = dataclasses.replace(cfg.sampling, sampler=sampler, batch_size=batch, **options)
+    cfg = with_sampler(cfg, sampler)  # another sampler than the config's: the network's L levels
+    s = dataclasses.replace(cfg.sampling, batch_size=batch, **options)
     cfg = dataclasses.replace(cfg, sampling=s)
     return with_nfe(cfg, nfe) if nfe else cfg
 

@@ -34,7 +34,9 @@ def _config(sampler: str, model: str = "unet", levels: int = 6, **options):
     return dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, name=model, num_levels=levels),
-        sampling=dataclasses.replace(cfg.sampling, sampler=sampler, batch_size=2, **options),
+        sampling=dataclasses.replace(
+            cfg.sampling, sampler=sampler, batch_size=2, **{"levels": None, **options}
+        ),
     )
 
 
@@ -68,6 +70,18 @@ def test_with_nfe_spends_at_most_the_requested_evaluations(sampler, nfe):
     model = CountingScore()
     sample(model, cfg, 2, seed=0)
     assert model.calls == got
+
+
+def test_another_sampler_starts_from_the_networks_levels():
+    # mnist-cpu's 50 levels set Heun's cost; ALD on them would be neither Heun's budget nor
+    # the paper's L x T, so another sampler gets the network's L levels (ALD: 95 x 5 + 1)
+    cfg = load_config("mnist-cpu")
+    assert (cfg.sampling.sampler, cfg.sampling.levels, cfg.sampling.s_churn) == ("heun", 50, 40)
+    ald = sampler_settings(api.with_sampler(cfg, "ald"))
+    assert (ald["sampler"], ald["levels"], ald["nfe"]) == ("ald", 95, 476)
+    assert sampler_settings(api.with_sampler(cfg, "euler"))["levels"] == 95
+    same = api.with_sampler(cfg, "heun")
+    assert (same.sampling.levels, sampler_settings(same)["nfe"]) == (50, 99)
 
 
 def test_discrete_sigma_networks_sample_only_their_trained_levels():

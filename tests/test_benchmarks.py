@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
         ("arch_sweep.py", ["--config", "no-such-config", "--out", "x.json"], "no-such-config"),
         ("arch_sweep.py", ["--set", "model.bogus=1", "--out", "x.json"], "model.bogus"),
         ("compare_samplers.py", ["--checkpoint", ".", "--out", "x.json"], "no checkpoint"),
+        ("cpu_hour_sweep.py", ["--variants", "ema0.9995", "--out", "x.json"], "'ema0.9995'"),
     ],
 )
 def test_a_user_error_is_one_line_without_a_traceback(tmp_path, script, args, says):

@@ -116,6 +116,33 @@ def test_sample_with_any_registered_sampler_nfe_and_options(run, tmp_path, capsy
     assert out.is_file()
 
 
+def test_another_sampler_starts_from_the_trained_levels_unless_told(tmp_path, monkeypatch):
+    import ncsn.api
+    from ncsn.training import train
+
+    from helpers import tiny_config
+
+    # a run whose config samples with Heun on 5 levels (as mnist-cpu does on 50)
+    cfg = tiny_config("training.n_iters=2", "sampling.sampler=heun", "sampling.levels=5")
+    train(cfg, tmp_path / "run", progress=False, log=lambda m: None)
+    made = []
+    real = ncsn.api.sample
+    monkeypatch.setattr(
+        ncsn.api, "sample", lambda m, cfg, *a, **k: made.append(cfg) or real(m, cfg, *a, **k)
+    )
+    base = ["sample", "--checkpoint", str(tmp_path / "run"), "--n", "2"]
+    for extra in (
+        [],  # the config's: Heun on 5 levels
+        ["--sampler", "ald"],  # the 20 trained levels, not Heun's 5
+        ["--set", "sampling.sampler=ancestral"],
+        ["--sampler", "ald", "--set", "sampling.levels=7"],
+        ["--sampler", "heun"],
+    ):
+        assert main([*base, *extra, "--out", str(tmp_path / "s.png"), "--device", "cpu"]) == 0
+    got = [(c.sampling.sampler, c.sampling.levels) for c in made]
+    assert got == [("heun", 5), ("ald", None), ("ancestral", None), ("ald", 7), ("heun", 5)]
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [

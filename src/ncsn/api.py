@@ -44,6 +44,7 @@ __all__ = [
     "init_noise",
     "sampler_settings",
     "with_nfe",
+    "with_sampler",
 ]
 
 
@@ -114,6 +115,20 @@ def with_nfe(cfg: Config, nfe: int) -> Config:
         max_levels=model_cfg.num_levels if has_discrete_sigmas(model_cfg.name) else None,
     )
     return dataclasses.replace(cfg, sampling=dataclasses.replace(sampling, **knob))
+
+
+def with_sampler(cfg: Config, name: str) -> Config:
+    """The config with sampler ``name``; a different sampler starts from the network's L levels.
+
+    A config's ``sampling.levels`` sets the cost of its own sampler (mnist-cpu's 50 Heun levels
+    are 99 evaluations; ALD on them would be 251, not the paper's L x T), so it is dropped when
+    the sampler changes. Options stay: each sampler reads only its own.
+    """
+    sampling = cfg.sampling
+    levels = sampling.levels if name == sampling.sampler else None
+    return dataclasses.replace(
+        cfg, sampling=dataclasses.replace(sampling, sampler=name, levels=levels)
+    )
 
 
 def known_shape(dataset: str | None) -> tuple[int | None, int | None]:

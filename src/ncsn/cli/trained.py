@@ -81,6 +81,8 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, Config]:
         "batch_size": getattr(args, "batch_size", None),
     }
     sets += [f"sampling.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    # the config's levels belong to its own sampler: another one starts from the network's L
+    cfg = api.with_sampler(cfg, apply_overrides(cfg, sets).sampling.sampler)
     cfg = apply_overrides(cfg, sets)
     if args.nfe:
         cfg = api.with_nfe(cfg, args.nfe)

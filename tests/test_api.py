@@ -11,6 +11,7 @@ from torch import nn
 from ncsn import api
 from ncsn.api import init_noise, model_sigmas, sample, sampler_settings, with_nfe
 from ncsn.config import load_config
+from ncsn.errors import ConfigError
 from ncsn.sampling import get_sampler, sampler_names
 
 
@@ -82,6 +83,8 @@ def test_another_sampler_starts_from_the_networks_levels():
     assert sampler_settings(api.with_sampler(cfg, "euler"))["levels"] == 95
     same = api.with_sampler(cfg, "heun")
     assert (same.sampling.levels, sampler_settings(same)["nfe"]) == (50, 99)
+    with pytest.raises(ConfigError, match="unknown sampler 'hune'; choose one of ald"):
+        api.with_sampler(cfg, "hune")
 
 
 def test_discrete_sigma_networks_sample_only_their_trained_levels():

@@ -123,7 +123,11 @@ def with_sampler(cfg: Config, name: str) -> Config:
     A config's ``sampling.levels`` sets the cost of its own sampler (mnist-cpu's 50 Heun levels
     are 99 evaluations; ALD on them would be 251, not the paper's L x T), so it is dropped when
     the sampler changes. Options stay: each sampler reads only its own.
+
+    Raises:
+        ConfigError: If ``name`` is not a registered sampler.
     """
+    get_sampler(name)
     sampling = cfg.sampling
     levels = sampling.levels if name == sampling.sampler else None
     return dataclasses.replace(

@@ -187,13 +187,14 @@ def main() -> None:
     a = p.parse_args()
     if not a.steps and not a.minutes:
         a.minutes = 60.0
-    unknown = [k for k in a.variants.split(",") if k and k not in VARIANTS]
+    names = [k for k in a.variants.split(",") if k]
+    unknown = [k for k in names if k not in VARIANTS]
     if unknown:
         raise ConfigError(
             f"--variants: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}, "
             "or define one with --variant NAME=KEY=VALUE;..."
         )
-    plan = {k: VARIANTS[k] for k in a.variants.split(",") if k}
+    plan = {k: VARIANTS[k] for k in names}
     for item in a.variant:
         name, _, sets = item.partition("=")
         plan[name] = [s for s in sets.split(";") if s]

@@ -44,12 +44,13 @@ VARIANTS = {
     "edm": ["training.sigma_dist=uniform", EMA_BEFORE],
     "lognormal": ["model.precond=none", "training.weighting=power", EMA_BEFORE],
     "ema0.999": [EMA_BEFORE],
-    "lr2e-3": ["training.lr=2e-3"],
+    "lr2e-3": ["training.lr=2e-3"],  # measured 2026-11-28: loses (docs/results.md, row 5)
     # cosine decay to 0 at the step the hour ends (10,000 steps of mnist-cpu on 2 AVX-512 cores),
     # measured on the recipe of 2026-11-27
     "cosine": ["training.lr_schedule=cosine", "training.n_iters=10000", EMA_BEFORE],
     # the architecture sweep's winner; 1.35x the CPU time per step of mnist-cpu's U-Net, so it
-    # gets 10,000 / 1.35 = 7,400 steps when variants are compared at fixed --steps 10000
+    # gets 10,000 / 1.35 = 7,400 steps when variants are compared at fixed --steps 10000;
+    # measured 2026-11-28: loses (docs/results.md, row 6)
     "unet32-122": [
         "model.options={ch: 32, ch_mult: [1, 2, 2], num_res_blocks: 1}",
         "training.n_iters=7400",

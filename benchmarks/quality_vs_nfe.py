@@ -128,6 +128,7 @@ def plot(summary: list[dict], metric: str, path: Path) -> None:
 def write(out: Path, head: dict, rows: list[dict], metrics: list[str]) -> None:
     """The JSON (every run, and the summary), the markdown table and the plot."""
     summary = summarise(rows, metrics)
+    out.parent.mkdir(parents=True, exist_ok=True)  # only once there is a row to keep
     with atomic_write(out, "w") as f:
         json.dump({**head, "rows": rows, "summary": summary}, f, indent=1)
     with atomic_write(out.with_suffix(".md"), "w") as f:
@@ -196,7 +197,6 @@ def main() -> None:
     )
     if a.estimate:
         return
-    a.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(a.out.read_text()) if a.out.is_file() else {}
     rows = old.get("rows", [])
     done = {(r["sampler"], r["nfe"], r["seed"]) for r in rows}

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps",
         type=POS_INT,
-        help="stop after this many steps, resumable (default: none, run to training.n_iters)",
+        help="stop after this many steps of this call: with --resume, counted from the "
+        "checkpoint's step (default: none, run to training.n_iters)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_root(p, "(same as --set data.root=DIR)")

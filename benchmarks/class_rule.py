@@ -39,9 +39,9 @@ def passes(counts: np.ndarray, low: float, high: float) -> np.ndarray:
     return (shares.min(axis=-1) >= low) & (shares.max(axis=-1) <= high)
 
 
-def real_counts(dataset: str) -> np.ndarray:
+def real_counts(dataset: str, root: str | None = None) -> np.ndarray:
     """Class counts of the shipped classifier's predictions on the training split."""
-    images, _ = as_tensor(get_dataset(dataset, split="train"))
+    images, _ = as_tensor(get_dataset(dataset, root=root, split="train"))
     _, probs = classifier_outputs(load_classifier(dataset), images)
     return np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
 
@@ -51,9 +51,13 @@ NOT_SETTING = {"checkpoint", "weights", "seed", "seconds", "budget", "class_coun
 NOT_SETTING |= {"dfid", "fid", "confidence", "min_class_fraction"}
 
 
-def _evaluation(checkpoint: str, fields: dict, counts: list[int]) -> dict:
-    """One evaluation: its run folder (``RUN/checkpoints/step_N.safetensors`` -> ``RUN``),
-    its sampler setting, its seed and its class counts."""
+def _evaluation(path: Path, checkpoint: str, fields: dict, counts: list[int]) -> dict:
+    """One evaluation of the report ``path``: its run folder (``RUN/checkpoints/step_N...``
+    -> ``RUN``), its sampler setting, its seed and its class counts."""
+    if not (isinstance(counts, list) and all(isinstance(c, int) and c >= 0 for c in counts)):
+        raise DataError(f"{path}: class counts {counts!r} are not counts")
+    if sum(counts) == 0:
+        raise DataError(f"{path}: an evaluation with no samples (class counts all 0)")
     setting = tuple(sorted((k, v) for k, v in fields.items() if k not in NOT_SETTING))
     run = checkpoint.split("/checkpoints/")[0].rstrip("/")
     return {"run": run, "setting": setting, "seed": fields.get("seed"), "counts": counts}
@@ -65,11 +69,13 @@ def evaluations(path: Path) -> list[dict]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read a JSON report ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a report (a JSON object is expected)")
     if "classes" in data:  # one ncsn eval report
         s = data["protocol"]["samples"]
-        return [_evaluation(s.get("checkpoint", "?"), s, data["classes"]["counts"])]
+        return [_evaluation(path, s.get("checkpoint", "?"), s, data["classes"]["counts"])]
     found = [
-        _evaluation(data.get("checkpoint", "?"), row, row["class_counts"])
+        _evaluation(path, data.get("checkpoint", "?"), row, row["class_counts"])
         for row in data.get("rows", [])
         if "class_counts" in row
     ]
@@ -90,7 +96,7 @@ def grouped(found: list[dict]) -> dict[str, list[list[int]]]:
         if e["seed"] in seeds:
             raise DataError(f"{e['run']}: seed {e['seed']} of one setting is given twice")
         seeds[e["seed"]] = e["counts"]
-    short = {k: f"{k[0]}: {dict(k[1])['sampler']} @ {dict(k[1])['nfe']}" for k in groups}
+    short = {k: f"{k[0]}: {dict(k[1]).get('sampler')} @ {dict(k[1]).get('nfe')}" for k in groups}
     labels = list(short.values())
     return {
         short[k] + (f" ({dict(k[1])})" if labels.count(short[k]) > 1 else ""): list(v.values())
@@ -137,6 +143,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("reports", nargs="*", type=Path, help="quality_vs_nfe.py or ncsn eval JSONs")
     p.add_argument("--dataset", default="mnist", choices=["digits", "mnist"])
+    p.add_argument("--data-root", help="folder holding MNIST (default: $NCSN_DATA_ROOT)")
     p.add_argument("--n", type=int, default=1000, help="samples per evaluation")
     p.add_argument("--low", type=float, default=0.08)
     p.add_argument("--high", type=float, default=0.12)
@@ -148,7 +155,7 @@ def main() -> None:
         p.error("need 0 <= --low < --high <= 1, --n > 0 and --draws > 0")
     groups = grouped([e for path in a.reports for e in evaluations(path)])
     rng = np.random.default_rng(a.seed)
-    real = real_counts(a.dataset)
+    real = real_counts(a.dataset, a.data_root)
     subsets = rng.multivariate_hypergeometric(real, a.n, size=a.draws)  # N real images each
     real_rate = float(passes(subsets, a.low, a.high).mean())
     rows = [summary(f"real {a.dataset} training images", real[None], real_rate, a.low, a.high)]

@@ -90,6 +90,12 @@ def test_class_rule_pools_a_run_and_setting_over_files(class_rule, tmp_path):
     assert len(groups) == 2 and churn40 == [[[5, 5], [4, 6], [3, 7]]], groups
     with pytest.raises(class_rule.DataError, match="seed 0 of one setting is given twice"):
         class_rule.grouped(found + class_rule.evaluations(tmp_path / "t.json")[:1])
-    (tmp_path / "x.json").write_text(json.dumps({"rows": [{"sampler": "heun"}]}))
-    with pytest.raises(class_rule.DataError, match="no class counts"):
-        class_rule.evaluations(tmp_path / "x.json")
+    for bad, says in [
+        ({"rows": [{"sampler": "heun"}]}, "no class counts"),
+        ([1, 2], "not a report"),
+        ({"rows": [{**heun, "class_counts": [0, 0]}]}, "no samples"),
+        ({"rows": [{**heun, "class_counts": [-1, 3]}]}, "are not counts"),
+    ]:
+        (tmp_path / "x.json").write_text(json.dumps(bad))
+        with pytest.raises(class_rule.DataError, match=says):
+            class_rule.evaluations(tmp_path / "x.json")

@@ -31,6 +31,7 @@ from ncsn.data import as_tensor, get_dataset
 from ncsn.errors import DataError
 from ncsn.io import atomic_write
 from ncsn.metrics.classifier import classifier_outputs, load_classifier
+from ncsn.metrics.domain import class_histogram
 
 
 def passes(counts: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -43,7 +44,7 @@ def real_counts(dataset: str, root: str | None = None) -> np.ndarray:
     """Class counts of the shipped classifier's predictions on the training split."""
     images, _ = as_tensor(get_dataset(dataset, root=root, split="train"))
     _, probs = classifier_outputs(load_classifier(dataset), images)
-    return np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    return np.array(class_histogram(probs)["counts"])
 
 
 # the fields of a quality_vs_nfe.py row or an eval report's "samples" that are not the setting

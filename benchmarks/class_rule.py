@@ -72,9 +72,11 @@ def evaluations(path: Path) -> list[dict]:
         raise DataError(f"{path}: cannot read a JSON report ({e})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a report (a JSON object is expected)")
-    if "classes" in data:  # one ncsn eval report
-        s = data["protocol"]["samples"]
-        return [_evaluation(path, s.get("checkpoint", "?"), s, data["classes"]["counts"])]
+    if "classes" in data:  # one ncsn eval report; of a samples file, it has no "samples"
+        s = data.get("protocol", {}).get("samples") or {
+            "seed": data.get("protocol", {}).get("seed")
+        }
+        return [_evaluation(path, s.get("checkpoint", str(path)), s, data["classes"]["counts"])]
     found = [
         _evaluation(path, data.get("checkpoint", "?"), row, row["class_counts"])
         for row in data.get("rows", [])
@@ -88,6 +90,11 @@ def evaluations(path: Path) -> list[dict]:
     return found
 
 
+def _label(run: str, setting: dict) -> str:
+    """``RUN: SAMPLER @ NFE``, or the report's path for samples scored from a file."""
+    return f"{run}: {setting['sampler']} @ {setting.get('nfe')}" if "sampler" in setting else run
+
+
 def grouped(found: list[dict]) -> dict[str, list[list[int]]]:
     """Class counts per (run, sampler setting), labelled ``RUN: SAMPLER @ NFE`` (with the whole
     setting where two settings share that label); a seed given twice is an error."""
@@ -97,7 +104,7 @@ def grouped(found: list[dict]) -> dict[str, list[list[int]]]:
         if e["seed"] in seeds:
             raise DataError(f"{e['run']}: seed {e['seed']} of one setting is given twice")
         seeds[e["seed"]] = e["counts"]
-    short = {k: f"{k[0]}: {dict(k[1]).get('sampler')} @ {dict(k[1]).get('nfe')}" for k in groups}
+    short = {k: _label(k[0], dict(k[1])) for k in groups}
     labels = list(short.values())
     return {
         short[k] + (f" ({dict(k[1])})" if labels.count(short[k]) > 1 else ""): list(v.values())
@@ -154,6 +161,8 @@ def main() -> None:
     a = p.parse_args()
     if not (0 <= a.low < a.high <= 1 and a.n > 0 and a.draws > 0):
         p.error("need 0 <= --low < --high <= 1, --n > 0 and --draws > 0")
+    if a.out and a.out.resolve() in {r.resolve() for r in a.reports}:
+        raise DataError(f"--out {a.out} is one of the reports read; give another path")
     groups = grouped([e for path in a.reports for e in evaluations(path)])
     rng = np.random.default_rng(a.seed)
     real = real_counts(a.dataset, a.data_root)

@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
         ("compare_samplers.py", ["--checkpoint", ".", "--out", "x.json"], "no checkpoint"),
         ("cpu_hour_sweep.py", ["--variants", "ema0.9995", "--out", "x.json"], "'ema0.9995'"),
         ("class_rule.py", ["no-such-report.json"], "no-such-report.json"),
+        ("class_rule.py", ["r.json", "--out", "./r.json"], "one of the reports read"),
     ],
 )
 def test_a_user_error_is_one_line_without_a_traceback(tmp_path, script, args, says):
@@ -88,6 +89,11 @@ def test_class_rule_pools_a_run_and_setting_over_files(class_rule, tmp_path):
     groups = class_rule.grouped(found)
     churn40 = [v for k, v in groups.items() if "'s_churn': 40.0" in k]
     assert len(groups) == 2 and churn40 == [[[5, 5], [4, 6], [3, 7]]], groups
+    # a report of samples scored from a file has no sampler setting: labelled by its path
+    (tmp_path / "f.json").write_text(json.dumps({"classes": {"counts": [1, 1]}, "protocol": {}}))
+    assert class_rule.grouped(class_rule.evaluations(tmp_path / "f.json")) == {
+        str(tmp_path / "f.json"): [[1, 1]]
+    }
     with pytest.raises(class_rule.DataError, match="seed 0 of one setting is given twice"):
         class_rule.grouped(found + class_rule.evaluations(tmp_path / "t.json")[:1])
     for bad, says in [

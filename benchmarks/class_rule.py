@@ -64,14 +64,18 @@ def _evaluation(path: Path, checkpoint: str, fields: dict, counts: list[int]) ->
     return {"run": run, "setting": setting, "seed": fields.get("seed"), "counts": counts}
 
 
-def evaluations(path: Path) -> list[dict]:
-    """The evaluations with class counts in one JSON (an eval report or a quality_vs_nfe table)."""
+def evaluations(path: Path, dataset: str) -> list[dict]:
+    """The evaluations with class counts in one JSON (an eval report or a quality_vs_nfe table)
+    of samples of ``dataset`` (checked where the JSON records its data set)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read a JSON report ({e})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a report (a JSON object is expected)")
+    recorded = data.get("dataset", data.get("protocol", {}).get("dataset", dataset))
+    if recorded != dataset:
+        raise DataError(f"{path}: samples of {recorded!r}, not {dataset!r}; give --dataset")
     if "classes" in data:  # one ncsn eval report; of a samples file, it has no "samples"
         s = data.get("protocol", {}).get("samples") or {
             "seed": data.get("protocol", {}).get("seed")
@@ -163,7 +167,7 @@ def main() -> None:
         p.error("need 0 <= --low < --high <= 1, --n > 0 and --draws > 0")
     if a.out and a.out.resolve() in {r.resolve() for r in a.reports}:
         raise DataError(f"--out {a.out} is one of the reports read; give another path")
-    groups = grouped([e for path in a.reports for e in evaluations(path)])
+    groups = grouped([e for path in a.reports for e in evaluations(path, a.dataset)])
     rng = np.random.default_rng(a.seed)
     real = real_counts(a.dataset, a.data_root)
     subsets = rng.multivariate_hypergeometric(real, a.n, size=a.draws)  # N real images each

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ VARIANTS = {
     "lognormal": ["model.precond=none", "training.weighting=power", EMA_BEFORE],
     "ema0.999": [EMA_BEFORE],
     "lr2e-3": ["training.lr=2e-3"],  # measured 2026-11-28: loses (docs/results.md, row 5)
+    # more training at large sigma; measured 2026-11-28: no better (docs/results.md, row 7)
+    "pmean0": ["training.p_mean=0"],
     # cosine decay to 0 at the step the hour ends (10,000 steps of mnist-cpu on 2 AVX-512 cores),
     # measured on the recipe of 2026-11-27
     "cosine": ["training.lr_schedule=cosine", "training.n_iters=10000", EMA_BEFORE],
@@ -168,13 +171,38 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def make_plan(variants: str, own: list[str]) -> dict[str, list[str]]:
+    """The variants to run: ``--variants`` (built-in names, or names ``--variant`` defines)
+    and every ``--variant NAME=set1;set2``, each with its list of ``--set`` overrides."""
+    defined = dict(item.partition("=")[::2] for item in own)
+    bad = [k for k in defined if not re.fullmatch(r"[\w.+-]+", k) or k in (".", "..")]
+    if bad:
+        raise ConfigError(
+            f"--variant: the name {bad[0]!r} is not a folder name; use letters, digits, "
+            "'.', '+', '-' or '_' before the first '=', e.g. --variant p0=training.p_mean=0"
+        )
+    names = [k for k in variants.split(",") if k]
+    unknown = [k for k in names if k not in VARIANTS and k not in defined]
+    if unknown:
+        raise ConfigError(
+            f"--variants: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}, "
+            "or define one with --variant NAME=KEY=VALUE;..."
+        )
+    plan = {k: VARIANTS[k] for k in names if k not in defined}
+    return plan | {name: [s for s in sets.split(";") if s] for name, sets in defined.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="mnist-cpu")
     p.add_argument(
         "--minutes", type=float, help="training minutes (default 60; with --steps: a cap)"
     )
-    p.add_argument("--variants", default=",".join(VARIANTS), help="names from VARIANTS")
+    p.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="names from VARIANTS or --variant (default: every built-in one)",
+    )
     p.add_argument("--variant", action="append", default=[], help="NAME=set1;set2 (repeatable)")
     p.add_argument(
         "--samplers", default="config;heun:35", help="'config' or NAME:NFE, ';'-separated"
@@ -188,17 +216,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.steps and not a.minutes:
         a.minutes = 60.0
-    names = [k for k in a.variants.split(",") if k]
-    unknown = [k for k in names if k not in VARIANTS]
-    if unknown:
-        raise ConfigError(
-            f"--variants: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}, "
-            "or define one with --variant NAME=KEY=VALUE;..."
-        )
-    plan = {k: VARIANTS[k] for k in names}
-    for item in a.variant:
-        name, _, sets = item.partition("=")
-        plan[name] = [s for s in sets.split(";") if s]
+    plan = make_plan(a.variants, a.variant)
     head = {
         "command": " ".join(["python", *sys.argv]),
         "machine": {**machine(), "matmul_gflops_1024": round(matmul_gflops(), 1)},

@@ -206,6 +206,7 @@ def main() -> None:
         "machine": machine(),
         "device": a.device,
         "checkpoint": str(a.checkpoint),
+        "dataset": cfg.data.dataset,
         "n": a.n,
         "overrides": a.overrides,
         "seeds": seeds,

@@ -74,15 +74,15 @@ def test_with_nfe_spends_at_most_the_requested_evaluations(sampler, nfe):
 
 
 def test_another_sampler_starts_from_the_networks_levels():
-    # mnist-cpu's 50 levels set Heun's cost; ALD on them would be neither Heun's budget nor
+    # mnist-cpu's 100 levels set PC's cost; ALD on them would be neither PC's budget nor
     # the paper's L x T, so another sampler gets the network's L levels (ALD: 95 x 5 + 1)
     cfg = load_config("mnist-cpu")
-    assert (cfg.sampling.sampler, cfg.sampling.levels, cfg.sampling.s_churn) == ("heun", 50, 40)
+    assert (cfg.sampling.sampler, cfg.sampling.levels) == ("pc", 100)
     ald = sampler_settings(api.with_sampler(cfg, "ald"))
     assert (ald["sampler"], ald["levels"], ald["nfe"]) == ("ald", 95, 476)
-    assert sampler_settings(api.with_sampler(cfg, "euler"))["levels"] == 95
-    same = api.with_sampler(cfg, "heun")
-    assert (same.sampling.levels, sampler_settings(same)["nfe"]) == (50, 99)
+    assert sampler_settings(api.with_sampler(cfg, "heun"))["levels"] == 95
+    same = api.with_sampler(cfg, "pc")
+    assert (same.sampling.levels, sampler_settings(same)["nfe"]) == (100, 200)
     with pytest.raises(ConfigError, match="unknown sampler 'hune'; choose one of ald"):
         api.with_sampler(cfg, "hune")
 

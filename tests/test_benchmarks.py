@@ -83,25 +83,52 @@ def test_class_rule_pools_a_run_and_setting_over_files(class_rule, tmp_path):
     (tmp_path / "t.json").write_text(json.dumps({"checkpoint": "runs/a", "rows": rows}))
     report = {"classes": {"counts": [3, 7]}, "protocol": {"samples": samples}}
     (tmp_path / "r.json").write_text(json.dumps(report))
-    found = class_rule.evaluations(tmp_path / "t.json") + class_rule.evaluations(
-        tmp_path / "r.json"
+    found = class_rule.evaluations(tmp_path / "t.json", "mnist") + class_rule.evaluations(
+        tmp_path / "r.json", "mnist"
     )
     groups = class_rule.grouped(found)
     churn40 = [v for k, v in groups.items() if "'s_churn': 40.0" in k]
     assert len(groups) == 2 and churn40 == [[[5, 5], [4, 6], [3, 7]]], groups
     # a report of samples scored from a file has no sampler setting: labelled by its path
     (tmp_path / "f.json").write_text(json.dumps({"classes": {"counts": [1, 1]}, "protocol": {}}))
-    assert class_rule.grouped(class_rule.evaluations(tmp_path / "f.json")) == {
+    assert class_rule.grouped(class_rule.evaluations(tmp_path / "f.json", "mnist")) == {
         str(tmp_path / "f.json"): [[1, 1]]
     }
     with pytest.raises(class_rule.DataError, match="seed 0 of one setting is given twice"):
-        class_rule.grouped(found + class_rule.evaluations(tmp_path / "t.json")[:1])
+        class_rule.grouped(found + class_rule.evaluations(tmp_path / "t.json", "mnist")[:1])
     for bad, says in [
         ({"rows": [{"sampler": "heun"}]}, "no class counts"),
         ([1, 2], "not a report"),
         ({"rows": [{**heun, "class_counts": [0, 0]}]}, "no samples"),
         ({"rows": [{**heun, "class_counts": [-1, 3]}]}, "are not counts"),
+        ({"dataset": "digits", "rows": rows}, "samples of 'digits', not 'mnist'"),
+        ({**report, "protocol": {"dataset": "digits"}}, "samples of 'digits', not 'mnist'"),
     ]:
         (tmp_path / "x.json").write_text(json.dumps(bad))
         with pytest.raises(class_rule.DataError, match=says):
-            class_rule.evaluations(tmp_path / "x.json")
+            class_rule.evaluations(tmp_path / "x.json", "mnist")
+
+
+@pytest.fixture
+def cpu_hour_sweep(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import cpu_hour_sweep
+
+    return cpu_hour_sweep
+
+
+def test_cpu_hour_sweep_runs_a_variant_named_in_variants_once(cpu_hour_sweep):
+    plan = cpu_hour_sweep.make_plan("p0,lr2e-3", ["p0=training.p_mean=0;training.p_std=2"])
+    assert plan == {
+        "lr2e-3": cpu_hour_sweep.VARIANTS["lr2e-3"],
+        "p0": ["training.p_mean=0", "training.p_std=2"],
+    }
+    assert list(cpu_hour_sweep.make_plan("", ["base="])) == ["base"]  # no overrides
+
+
+@pytest.mark.parametrize("item", ["=training.lr=1", "../up=training.lr=1", "..=x", "a/b=x"])
+def test_cpu_hour_sweep_refuses_a_variant_name_that_is_not_a_folder(cpu_hour_sweep, item):
+    from ncsn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a folder name"):
+        cpu_hour_sweep.make_plan("", [item])

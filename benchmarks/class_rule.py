@@ -73,13 +73,12 @@ def evaluations(path: Path, dataset: str) -> list[dict]:
         raise DataError(f"{path}: cannot read a JSON report ({e})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a report (a JSON object is expected)")
-    recorded = data.get("dataset", data.get("protocol", {}).get("dataset", dataset))
+    protocol = data.get("protocol", {})  # an ncsn eval report's; a table has none
+    recorded = data.get("dataset", protocol.get("dataset", dataset))
     if recorded != dataset:
         raise DataError(f"{path}: samples of {recorded!r}, not {dataset!r}; give --dataset")
     if "classes" in data:  # one ncsn eval report; of a samples file, it has no "samples"
-        s = data.get("protocol", {}).get("samples") or {
-            "seed": data.get("protocol", {}).get("seed")
-        }
+        s = protocol.get("samples") or {"seed": protocol.get("seed")}
         return [_evaluation(path, s.get("checkpoint", str(path)), s, data["classes"]["counts"])]
     found = [
         _evaluation(path, data.get("checkpoint", "?"), row, row["class_counts"])

@@ -1,5 +1,6 @@
 """The benchmark scripts treat bad input as the ``ncsn`` command does: one line, exit 2."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -48,12 +49,15 @@ def test_a_benchmark_that_fails_on_its_first_row_leaves_no_folder(tmp_path, tiny
     assert not (tmp_path / "new").exists()
 
 
+def _benchmark(monkeypatch, name: str):
+    """The benchmark script ``name`` imported as a module (its helpers are importable there)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module(name)
+
+
 @pytest.fixture
 def class_rule(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import class_rule
-
-    return class_rule
+    return _benchmark(monkeypatch, "class_rule")
 
 
 def test_class_rule_counts_the_bounds_as_inside(class_rule):
@@ -111,10 +115,7 @@ def test_class_rule_pools_a_run_and_setting_over_files(class_rule, tmp_path):
 
 @pytest.fixture
 def cpu_hour_sweep(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import cpu_hour_sweep
-
-    return cpu_hour_sweep
+    return _benchmark(monkeypatch, "cpu_hour_sweep")
 
 
 def test_cpu_hour_sweep_runs_a_variant_named_in_variants_once(cpu_hour_sweep):
